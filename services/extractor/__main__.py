@@ -1,0 +1,109 @@
+"""Extractor: PULLs articles, runs spaCy NER on batches, PUSHes one result per article.
+
+Pattern: pipeline worker (ZeroMQ guide, "divide and conquer"). It binds nothing, so
+`circusctl incr extractor` adds a worker with no port or configuration change.
+
+    inbox   PULL  connect  settings.dispatch_endpoint    <- ledger
+    outbox  PUSH  connect  settings.results_in_endpoint  -> saver inlet
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import zmq
+
+from common.config import Settings, load_settings
+from common.lifecycle import StopFlag, configure_logging
+from common.messages import Article, Extraction, decode, encode
+from common.sockets import open_socket
+from services.extractor.ner import EntityExtractor, load_model
+
+log = logging.getLogger("extractor")
+
+SEND_TIMEOUT_MS = 1000
+
+
+def run(settings: Settings, stop: StopFlag) -> None:
+    extractor = EntityExtractor(load_model(settings.model), settings.skip_labels)
+
+    context = zmq.Context()
+    inbox = open_socket(context, zmq.PULL, settings.dispatch_endpoint, bind=False)
+    outbox = open_socket(context, zmq.PUSH, settings.results_in_endpoint, bind=False)
+    outbox.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
+    log.info("extractor up", extra={"model": settings.model})
+    try:
+        while not stop:
+            # Articles: take what is queued, up to one batch, then run NER on it.
+            batch = _receive_batch(inbox, settings.batch_size)
+            if not batch:
+                continue
+            started = time.perf_counter()
+            for article, entities in zip(batch, _extract(extractor, batch), strict=True):
+                if entities is None:
+                    continue  # failed: not acknowledged, so the ledger sends it again
+                result = Extraction(article.id, article.publication, entities, article.ack_to)
+                _send(outbox, encode(result), stop)
+            log.debug(
+                "batch extracted",
+                extra={"articles": len(batch), "seconds": time.perf_counter() - started},
+            )
+    finally:
+        inbox.close()
+        outbox.close()
+        context.term()
+        log.info("extractor stopped")
+
+
+def _receive_batch(inbox: zmq.Socket, size: int) -> list[Article]:
+    if not inbox.poll(1000):
+        return []
+    batch: list[Article] = []
+    while len(batch) < size:
+        try:
+            frame = inbox.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            break
+        message = decode(frame)
+        if isinstance(message, Article):
+            batch.append(message)
+    return batch
+
+
+def _extract(extractor: EntityExtractor, batch: list[Article]) -> list:
+    try:
+        return extractor.extract([a.content for a in batch])
+    except Exception:
+        # One bad article must not sink its batch: retry one by one, skip what fails.
+        log.exception("batch failed; extracting one by one", extra={"articles": len(batch)})
+    results: list = []
+    for article in batch:
+        try:
+            results.append(extractor.extract([article.content])[0])
+        except Exception:
+            log.exception("extraction failed", extra={"article_ids": [article.id]})
+            results.append(None)
+    return results
+
+
+def _send(outbox: zmq.Socket, frame: bytes, stop: StopFlag) -> None:
+    # Block while the saver inlet is away (backpressure), but not past a stop request:
+    # an unsent result is simply sent again by the ledger later.
+    while True:
+        try:
+            outbox.send(frame)
+            return
+        except zmq.Again:
+            if stop:
+                return
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging(settings, "extractor")
+    run(settings, StopFlag.install())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The intake journal: accepted articles, durable until a saver acknowledges them.
+
+One SQLite file in WAL mode per frontend host. Frontend workers append (one transaction per
+request, however many articles it holds); the ledger reads, re-sends and deletes. SQLite
+serialises writers, so `seq` grows in commit order: a reader that has seen seq N has seen
+every row committed before it. AUTOINCREMENT keeps seq from being reused after deletes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import msgspec
+
+from common.sqlite import connect, immediate
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    publication TEXT NOT NULL,
+    content TEXT NOT NULL,
+    accepted_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+class Entry(msgspec.Struct, frozen=True):
+    id: str
+    publication: str
+    content: str
+
+
+class Row(msgspec.Struct, frozen=True, array_like=True):
+    seq: int
+    id: str
+    publication: str
+    content: str
+    attempts: int
+
+
+class Backlog(msgspec.Struct, frozen=True):
+    articles: int
+    oldest_age_seconds: float | None
+
+
+class Journal:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._conn = connect(path, synchronous=synchronous, busy_timeout_s=10.0)
+        self._conn.executescript(SCHEMA)
+        self._now = now
+
+    # -- frontend side ------------------------------------------------------------------
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        """Journal the entries in one transaction; an id already journaled is kept as is."""
+        now = self._now()
+        with immediate(self._conn) as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO journal (id, publication, content, accepted_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(e.id, e.publication, e.content, now) for e in entries],
+            )
+
+    def backlog(self) -> Backlog:
+        count, oldest = self._conn.execute(
+            "SELECT count(*), min(accepted_at) FROM journal"
+        ).fetchone()
+        return Backlog(count, None if oldest is None else max(0.0, self._now() - oldest))
+
+    # -- ledger side --------------------------------------------------------------------
+
+    def after(self, seq: int, limit: int) -> list[Row]:
+        """Rows committed after `seq`, oldest first."""
+        rows = self._conn.execute(
+            "SELECT seq, id, publication, content, attempts FROM journal "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        )
+        return [Row(*r) for r in rows]
+
+    def rows(self, ids: Sequence[str]) -> list[Row]:
+        found: list[Row] = []
+        for part in _chunks(ids):
+            marks = ",".join("?" * len(part))
+            found += [
+                Row(*r)
+                for r in self._conn.execute(
+                    "SELECT seq, id, publication, content, attempts FROM journal "
+                    f"WHERE id IN ({marks}) ORDER BY seq",
+                    part,
+                )
+            ]
+        return found
+
+    def record_attempts(self, ids: Sequence[str]) -> None:
+        with immediate(self._conn) as conn:
+            conn.executemany(
+                "UPDATE journal SET attempts = attempts + 1 WHERE id = ?", [(i,) for i in ids]
+            )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        with immediate(self._conn) as conn:
+            conn.executemany("DELETE FROM journal WHERE id = ?", [(i,) for i in ids])
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _chunks(ids: Sequence[str], size: int = 500) -> list[list[str]]:
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]

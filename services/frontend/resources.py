@@ -1,0 +1,125 @@
+"""HTTP resources: each verb validates, does one thing, answers."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import falcon
+import msgspec
+
+from common.store import InvalidCursor, Store, UnknownPublication
+from services.frontend.intake import Intake, media_type_of, to_entry
+from services.frontend.journal import Entry, Journal
+from services.frontend.schemas import ArticleIn, EnqueueIn
+
+RETRY_AFTER_S = 1
+
+
+class Articles:
+    """POST /articles: one article, a JSON array, or NDJSON; 202 once journaled."""
+
+    auth = "api_key"
+
+    def __init__(self, journal: Journal, intake: Intake, max_body_bytes: int) -> None:
+        self._journal = journal
+        self._intake = intake
+        self._max_body = max_body_bytes
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        media_type = media_type_of(req.content_type)
+        entries = self._intake.parse(media_type, read_body(req, self._max_body))
+        journal_or_503(self._journal, entries)
+        resp.status = falcon.HTTP_202
+        resp.media = {"accepted": len(entries), "ids": [e.id for e in entries]}
+
+
+class Enqueue:
+    """POST /post/enqueue: the original course client's route; 201 once journaled."""
+
+    auth = "access_token"
+
+    def __init__(self, journal: Journal, max_body_bytes: int) -> None:
+        self._journal = journal
+        self._max_body = max_body_bytes
+        self._decoder = msgspec.json.Decoder(EnqueueIn)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        media_type_of(req.content_type or "application/json")
+        body = read_body(req, self._max_body)
+        try:
+            item = self._decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise falcon.HTTPUnprocessableEntity(
+                title="Invalid article", description=str(exc)
+            ) from None
+        except msgspec.DecodeError as exc:
+            raise falcon.HTTPBadRequest(title="Malformed JSON", description=str(exc)) from None
+        entry = to_entry(ArticleIn(publication=item.publication, content=item.content))
+        journal_or_503(self._journal, [entry])
+        resp.status = falcon.HTTP_201
+        resp.media = {"status": "queued", "id": entry.id}
+
+
+class Publications:
+    """GET /publications: publications by article count."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit = req.get_param_as_int("limit", min_value=1, max_value=1000, default=100)
+        resp.media = {"publications": msgspec.to_builtins(self._store.publications(limit))}
+
+
+class Entities:
+    """GET /publications/{name}/entities: top entities by count, ties by text, paged."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        limit = req.get_param_as_int("limit", min_value=1, max_value=1000, default=20)
+        label = req.get_param("label") or None
+        try:
+            page = self._store.top_entities(name, limit, req.get_param("cursor"), label)
+        except UnknownPublication:
+            raise falcon.HTTPNotFound(
+                title="Unknown publication", description=f"no article of {name!r} is counted"
+            ) from None
+        except InvalidCursor as exc:
+            raise falcon.HTTPBadRequest(title="Invalid cursor", description=str(exc)) from None
+        resp.media = msgspec.to_builtins(page)
+
+
+class Health:
+    """GET /health: the process is up."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok"}
+
+
+def read_body(req: falcon.Request, limit: int) -> bytes:
+    """The whole body, or 413 past `limit` bytes (checked before and while reading)."""
+    if req.content_length is not None and req.content_length > limit:
+        raise _too_large(limit)
+    body = req.bounded_stream.read(limit + 1)
+    if len(body) > limit:
+        raise _too_large(limit)
+    return body
+
+
+def journal_or_503(journal: Journal, entries: list[Entry]) -> None:
+    try:
+        journal.append(entries)
+    except sqlite3.OperationalError as exc:
+        # Locked past the busy timeout or out of disk: nothing was journaled, so say
+        # "try again" rather than accept what we could not keep.
+        raise falcon.HTTPServiceUnavailable(
+            title="Journal unavailable", description=str(exc), retry_after=RETRY_AFTER_S
+        ) from exc
+
+
+def _too_large(limit: int) -> falcon.HTTPContentTooLarge:
+    return falcon.HTTPContentTooLarge(
+        title="Body too large", description=f"the body exceeds {limit} bytes"
+    )

@@ -1,0 +1,131 @@
+"""Saver: PULLs extraction results, commits them in coalesced batches, acknowledges.
+
+Pattern: pipeline sink with acknowledgements. A batch is committed with its article markers
+in one store transaction; only after the commit does the saver PUSH the ids back to the
+ledger named in each result. A crash before the ack loses nothing (the ledger re-sends; the
+markers make the re-delivery add nothing). It binds nothing, so it scales with `incr saver`.
+
+    inbox  PULL  connect  settings.results_out_endpoint  <- saver inlet
+    acks   PUSH  connect  <ack_to of each result>        -> ledgers
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+import zmq
+
+from common.config import Settings, load_settings
+from common.lifecycle import StopFlag, configure_logging
+from common.messages import Ack, Extraction, decode, encode
+from common.sockets import open_socket
+from common.store import Store
+from store import open_store
+
+log = logging.getLogger("saver")
+
+MAX_RETRY_SECONDS = 10.0
+
+
+def run(settings: Settings, stop: StopFlag) -> None:
+    store = open_store(settings)
+    context = zmq.Context()
+    inbox = open_socket(context, zmq.PULL, settings.results_out_endpoint, bind=False)
+    acks = Acknowledger(context)
+    log.info("saver up", extra={"store": settings.store})
+    try:
+        while not stop:
+            # Results: gather one flush worth, commit it, then acknowledge it.
+            batch = _collect(inbox, settings.flush_max_articles, settings.flush_seconds)
+            if batch and _commit(store, batch, stop):
+                acks.send(batch)
+    finally:
+        inbox.close()
+        acks.close()
+        context.term()
+        store.close()
+        log.info("saver stopped")
+
+
+def _collect(inbox: zmq.Socket, limit: int, seconds: float) -> list[Extraction]:
+    """Wait for a first result, then gather more for up to `seconds` or `limit` results."""
+    if not inbox.poll(1000):
+        return []
+    batch: list[Extraction] = []
+    deadline = time.monotonic() + seconds
+    while len(batch) < limit:
+        remaining_ms = int((deadline - time.monotonic()) * 1000)
+        if remaining_ms <= 0 or not inbox.poll(remaining_ms):
+            break
+        while len(batch) < limit:
+            try:
+                message = decode(inbox.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+            if isinstance(message, Extraction):
+                batch.append(message)
+    return batch
+
+
+def _commit(store: Store, batch: list[Extraction], stop: StopFlag) -> bool:
+    """Commit, retrying with backoff and jitter; False if stopped before it succeeded."""
+    delay = 0.1
+    while True:
+        try:
+            started = time.perf_counter()
+            counted = store.commit(batch)
+            log.debug(
+                "committed",
+                extra={
+                    "articles": len(batch),
+                    "new": len(counted),
+                    "seconds": time.perf_counter() - started,
+                },
+            )
+            return True
+        except Exception:
+            log.exception("commit failed; retrying", extra={"articles": len(batch)})
+        if stop:
+            return False  # nothing acknowledged: the ledger sends it all again
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, MAX_RETRY_SECONDS)
+
+
+class Acknowledger:
+    """One PUSH socket per ledger endpoint, opened on first use."""
+
+    def __init__(self, context: zmq.Context) -> None:
+        self._context = context
+        self._sockets: dict[str, zmq.Socket] = {}
+
+    def send(self, batch: list[Extraction]) -> None:
+        by_ledger: dict[str, list[str]] = {}
+        for result in batch:
+            by_ledger.setdefault(result.ack_to, []).append(result.id)
+        for endpoint, ids in by_ledger.items():
+            socket = self._sockets.get(endpoint)
+            if socket is None:
+                socket = open_socket(self._context, zmq.PUSH, endpoint, bind=False)
+                socket.setsockopt(zmq.SNDTIMEO, 1000)
+                self._sockets[endpoint] = socket
+            try:
+                socket.send(encode(Ack(ids)))
+            except zmq.Again:
+                # The ledger is away; it will re-send these and the re-delivery is a no-op.
+                log.warning("ack not delivered", extra={"ledger": endpoint, "articles": len(ids)})
+
+    def close(self) -> None:
+        for socket in self._sockets.values():
+            socket.close()
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging(settings, "saver")
+    run(settings, StopFlag.install())
+
+
+if __name__ == "__main__":
+    main()
