@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -81,10 +82,8 @@ def start_mesh(data_dir: Path, **overrides: object) -> RunningMesh:
 
 
 def stop_mesh(running: RunningMesh) -> None:
-    try:
+    with contextlib.suppress(mesh.MeshError):
         mesh.stop(running.settings)
-    except mesh.MeshError:
-        pass
     try:
         running.process.wait(timeout=60)
     except subprocess.TimeoutExpired:
