@@ -45,7 +45,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
                     continue  # failed: not acknowledged, so the ledger sends it again
                 result = Extraction(article.id, article.publication, entities, article.ack_to)
                 _send(outbox, encode(result), stop)
-            log.debug(
+            log.info(
                 "batch extracted",
                 extra={"articles": len(batch), "seconds": time.perf_counter() - started},
             )

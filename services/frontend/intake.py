@@ -59,15 +59,17 @@ def media_type_of(content_type: str | None) -> str:
     """The bare media type; 415 unless it is JSON or NDJSON in UTF-8."""
     if not content_type:
         raise falcon.HTTPUnsupportedMediaType(
-            description="Content-Type is required: application/json or application/x-ndjson"
+            title="Unsupported media type",
+            description="Content-Type is required: application/json or application/x-ndjson",
         )
     media_type, _, params = content_type.partition(";")
     media_type = media_type.strip().lower()
     charset = params.strip().lower().removeprefix("charset=").strip('"') if params else "utf-8"
     if media_type not in JSON_TYPES | NDJSON_TYPES or charset not in ("utf-8", "utf8"):
         raise falcon.HTTPUnsupportedMediaType(
+            title="Unsupported media type",
             description=f"unsupported Content-Type {content_type!r}: send application/json "
-            "or application/x-ndjson, UTF-8"
+            "or application/x-ndjson, UTF-8",
         )
     return media_type
 
@@ -89,7 +91,21 @@ def _decode(decoder: msgspec.json.Decoder, text: str, *, where: str):
     except msgspec.ValidationError as exc:
         # msgspec names the path, e.g. "Expected `str`, got `int` - at `$[3].content`".
         raise falcon.HTTPUnprocessableEntity(
-            title="Invalid article", description=f"{where}: {exc}"
+            title="Invalid article", description=f"{where}: {readable(exc)}"
         ) from exc
     except msgspec.DecodeError as exc:
         raise falcon.HTTPBadRequest(title="Malformed JSON", description=f"{where}: {exc}") from exc
+
+
+_REGEX_WORDS = {
+    r"Expected `str` matching regex '\\S'": "Expected a string that is not blank",
+    r"Expected `str` matching regex '^\\S+$'": "Expected a string without whitespace",
+}
+
+
+def readable(error: msgspec.ValidationError) -> str:
+    """msgspec's message, with the schema's regexes said in words."""
+    message = str(error)
+    for regex, words in _REGEX_WORDS.items():
+        message = message.replace(regex, words)
+    return message

@@ -8,7 +8,7 @@ import falcon
 import msgspec
 
 from common.store import InvalidCursor, Store, UnknownPublication
-from services.frontend.intake import Intake, media_type_of, to_entry
+from services.frontend.intake import Intake, media_type_of, readable, to_entry
 from services.frontend.journal import Entry, Journal
 from services.frontend.schemas import ArticleIn, EnqueueIn
 
@@ -50,7 +50,7 @@ class Enqueue:
             item = self._decoder.decode(body)
         except msgspec.ValidationError as exc:
             raise falcon.HTTPUnprocessableEntity(
-                title="Invalid article", description=str(exc)
+                title="Invalid article", description=readable(exc)
             ) from None
         except msgspec.DecodeError as exc:
             raise falcon.HTTPBadRequest(title="Malformed JSON", description=str(exc)) from None

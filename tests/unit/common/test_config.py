@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from common.config import DEFAULT_SKIP_LABELS, ConfigError, load_settings
+
+
+def test_defaults_bind_loopback_and_use_the_embedded_store(tmp_path: Path):
+    settings = load_settings({}, data_dir=str(tmp_path))
+    assert settings.http_host == "127.0.0.1"
+    assert all("127.0.0.1" in e for e in (settings.dispatch_endpoint, settings.ack_endpoint))
+    assert settings.store == "sqlite"
+    assert settings.skip_labels == DEFAULT_SKIP_LABELS
+    assert settings.sqlite_store_path == tmp_path / "store.sqlite3"
+
+
+def test_environment_overrides_with_types_and_lists():
+    settings = load_settings(
+        {
+            "INGEST_WEB_WORKERS": "5",
+            "INGEST_SKIP_LABELS": "DATE, TIME",
+            "INGEST_LEASE_SECONDS": "2.5",
+        }
+    )
+    assert settings.web_workers == 5
+    assert settings.skip_labels == ["DATE", "TIME"]
+    assert settings.lease_seconds == 2.5
+
+
+def test_toml_file_then_environment(tmp_path: Path):
+    config = tmp_path / "mesh.toml"
+    config.write_text('http_port = 9000\nextractors = 4\nmodel = "x"\n')
+    settings = load_settings({"INGEST_CONFIG": str(config), "INGEST_EXTRACTORS": "3"})
+    assert (settings.http_port, settings.extractors, settings.model) == (9000, 3, "x")
+
+
+@pytest.mark.parametrize(
+    ("environ", "needle"),
+    [
+        ({"INGEST_HTTP_PORT": "eighty"}, "http_port"),
+        ({"INGEST_STORE": "postgres"}, "store"),
+        ({"INGEST_NO_SUCH_SETTING": "1"}, "no_such_setting"),
+        ({"INGEST_CONFIG": "/nonexistent/mesh.toml"}, "INGEST_CONFIG"),
+    ],
+)
+def test_bad_configuration_names_the_setting(environ, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_settings(environ)
+
+
+def test_relative_data_dir_is_made_absolute():
+    assert Path(load_settings({"INGEST_DATA_DIR": "var"}).data_dir).is_absolute()
+
+
+def test_environ_round_trip(tmp_path: Path):
+    settings = load_settings({}, data_dir=str(tmp_path), skip_labels=["A", "B"], http_port=1234)
+    assert load_settings(settings.to_environ()) == settings
+
+
+def test_api_key_is_created_private_once_and_reused(tmp_path: Path):
+    settings = load_settings({}, data_dir=str(tmp_path))
+    assert settings.load_api_keys() == []
+    key = settings.ensure_api_key()
+    assert len(key) >= 32
+    assert stat.S_IMODE(settings.api_key_path.stat().st_mode) == 0o600
+    assert settings.ensure_api_key() == key
+    assert load_settings({}, data_dir=str(tmp_path), api_keys=["k1"]).load_api_keys() == ["k1"]

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import falcon.testing
+import pytest
+
+from common.config import Settings, load_settings
+from services.frontend.app import create_app
+from services.frontend.journal import Journal
+from store.sqlite import SqliteStore
+
+KEY = "test-key-0123456789abcdef"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        {}, data_dir=str(tmp_path), api_keys=[KEY], max_batch=5, max_body_bytes=4096
+    )
+
+
+@pytest.fixture
+def journal(settings: Settings) -> Iterator[Journal]:
+    journal = Journal(settings.journal_path)
+    yield journal
+    journal.close()
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[SqliteStore]:
+    store = SqliteStore(settings.sqlite_store_path)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def client(settings, journal, store) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(settings, journal, store))
+
+
+def journaled(journal: Journal) -> list[str]:
+    return [row.id for row in journal.after(0, 10_000)]

@@ -1,0 +1,171 @@
+"""POST /articles and /post/enqueue through the Falcon app, with a real journal."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from common.messages import article_id
+from tests.unit.frontend.conftest import KEY, journaled
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+JSON = {"Content-Type": "application/json", **AUTH}
+NDJSON = {"Content-Type": "application/x-ndjson", **AUTH}
+GOOD = {"publication": "Pub", "content": "Angela Merkel visited Paris."}
+
+
+def dumps(value) -> bytes:
+    return json.dumps(value).encode()
+
+
+# (case, headers, body, status, words the error must contain)
+BAD_INPUTS = [
+    ("malformed JSON", JSON, b'{"publication": "P", ', 400, "Malformed JSON"),
+    ("empty body", JSON, b"", 400, "empty"),
+    ("not UTF-8", JSON, b'{"publication": "P", "content": "caf\xe9"}', 400, "UTF-8"),
+    ("no content type", AUTH, dumps(GOOD), 415, "Content-Type"),
+    ("wrong content type", {**AUTH, "Content-Type": "text/plain"}, dumps(GOOD), 415, "text/plain"),
+    (
+        "latin-1 charset",
+        {**AUTH, "Content-Type": "application/json; charset=latin-1"},
+        dumps(GOOD),
+        415,
+        "UTF-8",
+    ),
+    ("body too large", JSON, dumps({"publication": "P", "content": "x" * 5000}), 413, "4096"),
+    ("missing content", JSON, dumps({"publication": "P"}), 422, "content"),
+    ("missing publication", JSON, dumps({"content": "text"}), 422, "publication"),
+    ("empty content", JSON, dumps({"publication": "P", "content": ""}), 422, "content"),
+    ("blank content", JSON, dumps({"publication": "P", "content": "  \n "}), 422, "not blank"),
+    ("empty publication", JSON, dumps({"publication": "", "content": "t"}), 422, "publication"),
+    ("non-string content", JSON, dumps({"publication": "P", "content": 42}), 422, "content"),
+    (
+        "non-string publication",
+        JSON,
+        dumps({"publication": ["P"], "content": "t"}),
+        422,
+        "publication",
+    ),
+    (
+        "publication over 200 chars",
+        JSON,
+        dumps({"publication": "P" * 201, "content": "t"}),
+        422,
+        "publication",
+    ),
+    ("unknown field", JSON, dumps({**GOOD, "author": "me"}), 422, "author"),
+    ("blank id", JSON, dumps({**GOOD, "id": " "}), 422, "id"),
+    ("not an object", JSON, dumps("just a string"), 422, "Expected"),
+    ("empty batch", JSON, dumps([]), 422, "length"),
+    ("over-long batch", JSON, dumps([GOOD] * 6), 422, "length"),
+    (
+        "bad item in batch",
+        JSON,
+        dumps([GOOD, GOOD, {"publication": "P", "content": 1}]),
+        422,
+        "$[2].content",
+    ),
+    ("empty NDJSON", NDJSON, b"\n\n", 422, "no article"),
+    ("over-long NDJSON", NDJSON, b"\n".join([dumps(GOOD)] * 6), 422, "at most 5"),
+    ("bad NDJSON line", NDJSON, dumps(GOOD) + b"\n{oops\n", 400, "line 2"),
+    ("invalid NDJSON item", NDJSON, dumps(GOOD) + b"\n" + dumps({"content": "t"}), 422, "line 2"),
+]
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "words"),
+    [case[1:] for case in BAD_INPUTS],
+    ids=[case[0] for case in BAD_INPUTS],
+)
+def test_bad_input_is_rejected_with_a_json_reason_and_nothing_journaled(
+    client, journal, headers, body, status, words
+):
+    result = client.simulate_post("/articles", body=body, headers=headers)
+    assert result.status_code == status, result.text
+    error = result.json
+    assert error["title"]
+    assert words in error["title"] + " " + (error.get("description") or "")
+    assert journaled(journal) == []
+
+
+def test_one_article_is_journaled_with_a_content_id(client, journal):
+    result = client.simulate_post("/articles", body=dumps(GOOD), headers=JSON)
+    assert result.status_code == 202
+    ident = article_id(GOOD["publication"], GOOD["content"])
+    assert result.json == {"accepted": 1, "ids": [ident]}
+    assert journaled(journal) == [ident]
+
+
+def test_batch_client_ids_and_duplicates(client, journal):
+    batch = [GOOD, {**GOOD, "id": "client-7"}, GOOD]
+    result = client.simulate_post("/articles", body=dumps(batch), headers=JSON)
+    assert result.status_code == 202
+    assert result.json["accepted"] == 3
+    assert result.json["ids"][1] == "client-7"
+    assert sorted(journaled(journal)) == sorted({*result.json["ids"]})
+    again = client.simulate_post("/articles", body=dumps(batch), headers=JSON)
+    assert again.status_code == 202
+    assert len(journaled(journal)) == 2
+
+
+def test_ndjson_batch(client, journal):
+    body = b"\n".join(dumps({**GOOD, "content": f"Text {i} about Canberra."}) for i in range(5))
+    result = client.simulate_post("/articles", body=body + b"\n", headers=NDJSON)
+    assert result.status_code == 202, result.text
+    assert len(journaled(journal)) == 5
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer wrong"}, 403),
+        ({"Authorization": "Basic " + KEY}, 401),
+        ({"X-API-Key": "wrong"}, 403),
+        ({"X-API-Key": KEY}, 202),
+        ({"Authorization": f"bearer {KEY}"}, 202),
+    ],
+)
+def test_api_key(client, journal, headers, status):
+    result = client.simulate_post(
+        "/articles", body=dumps(GOOD), headers={"Content-Type": "application/json", **headers}
+    )
+    assert result.status_code == status
+    if status == 401:
+        assert result.headers.get("WWW-Authenticate", "").startswith("Bearer")
+    assert len(journaled(journal)) == (1 if status == 202 else 0)
+
+
+def test_course_client_route(client, journal):
+    body = dumps({"content": GOOD["content"], "publication": "Pub", "extra": "ignored"})
+    assert client.simulate_post("/post/enqueue", body=body).status_code == 401
+    wrong = client.simulate_post("/post/enqueue", body=body, headers={"access_token": "nope"})
+    assert wrong.status_code == 403
+    ok = client.simulate_post("/post/enqueue", body=body, headers={"access_token": KEY})
+    assert ok.status_code == 201
+    assert journaled(journal) == [article_id("Pub", GOOD["content"])]
+    blank = client.simulate_post(
+        "/post/enqueue",
+        body=dumps({"content": " ", "publication": "P"}),
+        headers={"access_token": KEY},
+    )
+    assert blank.status_code == 422
+    assert len(journaled(journal)) == 1
+
+
+def test_journal_failure_is_503_not_2xx(client, journal, settings):
+    # A real lock, held by another connection past the journal's busy timeout.
+    blocker = sqlite3.connect(settings.journal_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        journal._conn.execute("PRAGMA busy_timeout=100")
+        result = client.simulate_post("/articles", body=dumps(GOOD), headers=JSON)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert result.status_code == 503
+    assert result.headers["Retry-After"] == "1"
+    assert result.json["title"] == "Journal unavailable"
+    assert journaled(journal) == []
