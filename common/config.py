@@ -64,6 +64,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     store_path: str = ""  # default: <data_dir>/store.sqlite3
     flush_seconds: float = 0.25
     flush_max_articles: int = 256
+    # Firestore store: a project id, then either the emulator's host:port or real Google
+    # credentials (Application Default Credentials).
+    firestore_project: str = ""
+    firestore_database: str = "(default)"
+    firestore_emulator_host: str = ""
 
     log_level: str = "INFO"
 
