@@ -43,6 +43,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     ack_endpoint: str = "tcp://127.0.0.1:5702"  # savers PUSH -> ledger
     results_in_endpoint: str = "tcp://127.0.0.1:5703"  # extractors PUSH -> saver inlet
     results_out_endpoint: str = "tcp://127.0.0.1:5704"  # saver inlet PUSH -> savers
+    control_state_endpoint: str = "tcp://127.0.0.1:5705"  # control XPUB -> every process
+    control_report_endpoint: str = "tcp://127.0.0.1:5706"  # every process PUSH -> control
+    control_command_endpoint: str = "tcp://127.0.0.1:5707"  # CLI REQ -> control ROUTER
     circus_endpoint: str = "tcp://127.0.0.1:5555"
     circus_pubsub_endpoint: str = "tcp://127.0.0.1:5556"
 
@@ -69,6 +72,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     firestore_project: str = ""
     firestore_database: str = "(default)"
     firestore_emulator_host: str = ""
+
+    # A process that has heard no pipeline state for this long stops accepting writes.
+    control_stale_seconds: float = 5.0
+    # Retry-After (seconds) on a 503 while writes are stopped or the journal is full.
+    retry_after_seconds: int = 2
 
     log_level: str = "INFO"
 

@@ -1,4 +1,8 @@
-"""`ingest`: the operator's command line for the mesh."""
+"""`ingest`: the operator's command line for the mesh.
+
+Everything Circus does itself (status of watchers, incr/decr, restart) also works with plain
+`circusctl` on the same circus.ini; `ingest` adds the pipeline's own state and lifecycle.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,18 @@ import shlex
 import sys
 
 from common.config import ConfigError, Settings, load_settings
+from common.store import UnknownPublication
 from services.control import mesh
+from store import open_store
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     key = mesh.prepare(settings)
-    mesh.start(settings, daemon=not args.foreground)
-    if args.foreground:
-        return 0
+    process = mesh.start(settings, daemon=not args.foreground)
     mesh.wait_until_serving(settings, timeout=args.timeout)
+    # The pipeline state survives restarts (a stopped mesh stays stopped); `up` means
+    # "accept writes".
+    mesh.set_state(settings, "resume")
     url = mesh.base_url(settings)
     print(f"The mesh is up: {url} (store: {settings.store}, data: {settings.data_dir})")
     print(f"API key: in {settings.api_key_path} (or set INGEST_API_KEYS)")
@@ -27,14 +34,96 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         """Macron in Paris."}'"""
     )
     print(f"Read the top entities:\n  curl -s {url}/publications/Example%20News/entities")
-    print(f"Processes: circusctl --endpoint {settings.circus_endpoint} status")
-    print("Stop: ingest down")
+    print("Status: ingest status    Stop: ingest down")
+    if process is not None:
+        return process.wait()
     return 0
 
 
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
+    mesh.set_state(settings, "stop-writes")
+    left = mesh.drain(settings, timeout=args.timeout, progress=_progress)
     mesh.stop(settings)
-    print("The mesh is stopped.")
+    if left:
+        print(
+            f"ingest: drain timed out: {_left(left)}; the mesh is stopped anyway and the "
+            "journal keeps them for the next `ingest up`",
+            file=sys.stderr,
+        )
+        return 1
+    print("Drained and stopped: every accepted article is committed.")
+    return 0
+
+
+def cmd_stop_writes(settings: Settings, args: argparse.Namespace) -> int:
+    mesh.set_state(settings, "stop-writes")
+    print("Writes stopped: the frontend answers 503; the rest of the mesh keeps working.")
+    return 0
+
+
+def cmd_resume(settings: Settings, args: argparse.Namespace) -> int:
+    mesh.set_state(settings, "resume")
+    print("Accepting writes.")
+    return 0
+
+
+def cmd_drain(settings: Settings, args: argparse.Namespace) -> int:
+    mesh.set_state(settings, "drain")
+    left = mesh.drain(settings, timeout=args.timeout, progress=_progress)
+    if left:
+        print(f"ingest: drain timed out: {_left(left)}", file=sys.stderr)
+        return 1
+    print("Drained: the journal holds no unacknowledged article. Writes stay stopped.")
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    processes = mesh.process_counts(settings)
+    reply = mesh.control(settings, "status")
+    ledgers = [r for r in reply.reports if r.stage == "ledger"]
+    print(f"pipeline: {reply.state.name} (seq {reply.state.seq})")
+    print("processes:")
+    for stage, count in processes.items():
+        live = sum(1 for r in reply.reports if r.stage == stage)
+        detail = f" ({live} gunicorn workers)" if stage == "frontend" else ""
+        print(f"  {stage:<12} {count}{detail}")
+    if ledgers:
+        backlog = sum(int(r.counters.get("backlog", 0)) for r in ledgers)
+        oldest = max(r.counters.get("oldest_age_seconds", 0.0) for r in ledgers)
+        redelivered = sum(int(r.counters.get("redelivered", 0)) for r in ledgers)
+        print(f"journal: {backlog} unacknowledged, oldest {oldest:.1f}s, re-sent {redelivered}")
+    else:
+        print("journal: no ledger is reporting")
+    extracted = sum(int(r.counters.get("extracted", 0)) for r in reply.reports)
+    committed = sum(int(r.counters.get("committed", 0)) for r in reply.reports)
+    print(f"since start: extracted {extracted}, committed {committed}")
+    store = open_store(settings)
+    try:
+        publications = store.publications(limit=1_000_000)
+    finally:
+        store.close()
+    total = sum(p.articles for p in publications)
+    print(f"store ({settings.store}): {total} articles in {len(publications)} publications")
+    return 0
+
+
+def cmd_scale(settings: Settings, args: argparse.Namespace) -> int:
+    before, after = mesh.scale(settings, args.stage, args.count)
+    print(f"{args.stage}: {before} -> {after}")
+    return 0
+
+
+def cmd_top(settings: Settings, args: argparse.Namespace) -> int:
+    store = open_store(settings)
+    try:
+        page = store.top_entities(args.publication, limit=args.n, label=args.label)
+    except UnknownPublication:
+        print(f"ingest: unknown publication {args.publication!r}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    for rank, entity in enumerate(page.entities, 1):
+        print(f"{rank:>4}  {entity.count:>7}  {entity.label:<12} {entity.text}")
     return 0
 
 
@@ -45,14 +134,50 @@ def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _left(left: int) -> str:
+    if left < 0:
+        return "no ledger reported its journal"
+    return f"{left} article(s) still in the journal"
+
+
+def _progress(left: int, elapsed: float) -> None:
+    print(f"draining: {left} article(s) left after {elapsed:.0f}s", file=sys.stderr, flush=True)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="ingest", description=__doc__)
-    commands = top.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start the mesh under Circus")
-    up.add_argument("--foreground", action="store_true", help="run circusd in the foreground")
+    top = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="start the mesh under Circus and accept writes")
+    up.add_argument("--foreground", action="store_true", help="keep circusd in the foreground")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for HTTP")
     up.set_defaults(run=cmd_up)
-    commands.add_parser("down", help="stop every process of the mesh").set_defaults(run=cmd_down)
+
+    down = commands.add_parser("down", help="stop writes, drain, then stop every process")
+    down.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for drain")
+    down.set_defaults(run=cmd_down)
+
+    commands.add_parser("status", help="processes, pipeline state, backlog, totals").set_defaults(
+        run=cmd_status
+    )
+    scale = commands.add_parser("scale", help="set the number of processes of a stage")
+    scale.add_argument("stage", help=f"one of {', '.join(mesh.SCALABLE)}")
+    scale.add_argument("count", type=int)
+    scale.set_defaults(run=cmd_scale)
+    commands.add_parser("stop-writes", help="answer 503 to writes").set_defaults(
+        run=cmd_stop_writes
+    )
+    commands.add_parser("resume", help="accept writes again").set_defaults(run=cmd_resume)
+    drain = commands.add_parser("drain", help="stop writes, wait until nothing is left")
+    drain.add_argument("--timeout", type=float, default=600.0)
+    drain.set_defaults(run=cmd_drain)
+
+    top_entities = commands.add_parser("top", help="top entities of a publication")
+    top_entities.add_argument("publication")
+    top_entities.add_argument("-n", type=int, default=20)
+    top_entities.add_argument("--label", default=None)
+    top_entities.set_defaults(run=cmd_top)
+
     commands.add_parser(
         "env", help="print the environment circus.ini reads (for circusd/circusctl by hand)"
     ).set_defaults(run=cmd_env)
@@ -67,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, mesh.MeshError) as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

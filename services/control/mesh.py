@@ -6,16 +6,23 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psutil
+import zmq
 from circus.client import CircusClient
 
 from common.config import Settings
+from common.control import Command, Reply
+from common.control import decode as decode_control
+from common.control import encode as encode_control
 
 ROOT = Path(__file__).resolve().parents[2]
 CIRCUS_INI = ROOT / "circus.ini"
-STAGES = ("frontend", "ledger", "extractor", "saver-inlet", "saver")
+STAGES = ("control", "frontend", "ledger", "extractor", "saver-inlet", "saver")
+SCALABLE = ("frontend", "extractor", "saver")
 
 
 class MeshError(RuntimeError):
@@ -102,3 +109,91 @@ def process_counts(settings: Settings) -> dict[str, int]:
 def stop(settings: Settings, timeout: float = 90.0) -> None:
     """Stop every watcher (each finishes or hands back its work) and quit circusd."""
     circus(settings, "quit", timeout=timeout, waiting=True)
+
+
+def set_state(settings: Settings, command: str, wait: float = 5.0) -> Reply:
+    """stop-writes | resume | drain; returns once every live frontend process applied it."""
+    reply = control(settings, command, wait=wait)
+    if not reply.ok:
+        raise MeshError(f"{command}: {reply.detail}")
+    return reply
+
+
+def drain(
+    settings: Settings,
+    *,
+    timeout: float,
+    progress: Callable[[int, float], None] | None = None,
+) -> int:
+    """Wait until every ledger's journal is empty. Returns 0 when drained, else the number
+    of articles left at the timeout (-1: no ledger reported its journal at all).
+
+    Only a ledger report whose journal look is newer than the start of the wait counts, so
+    an article accepted just before writes stopped is never missed.
+    """
+    started_wall, started = time.time(), time.monotonic()
+    left, last_progress = -1, 0.0
+    while time.monotonic() - started < timeout:
+        ledgers = [r for r in control(settings, "status").reports if r.stage == "ledger"]
+        fresh = [r for r in ledgers if r.counters.get("journal_checked_at", 0) > started_wall]
+        if ledgers and len(fresh) == len(ledgers):
+            left = sum(int(r.counters.get("backlog", 0)) for r in fresh)
+            if left == 0:
+                return 0
+        if progress and time.monotonic() - last_progress >= 1.0:
+            last_progress = time.monotonic()
+            progress(max(left, 0), time.monotonic() - started)
+        time.sleep(0.25)
+    return left
+
+
+def scale(settings: Settings, stage: str, count: int) -> tuple[int, int]:
+    """Set a stage's process count; the frontend's is its number of gunicorn workers."""
+    if stage not in SCALABLE:
+        raise MeshError(f"unknown stage {stage!r}: choose one of {', '.join(SCALABLE)}")
+    if count < 1:
+        raise MeshError(f"a stage needs at least 1 process, not {count}")
+    if stage == "frontend":
+        return _scale_gunicorn(settings, count)
+    before = circus(settings, "numprocesses", name=stage)["numprocesses"]
+    if count > before:
+        circus(settings, "incr", name=stage, nb=count - before, waiting=True)
+    elif count < before:
+        circus(settings, "decr", name=stage, nb=before - count, waiting=True)
+    return before, circus(settings, "numprocesses", name=stage)["numprocesses"]
+
+
+def _scale_gunicorn(settings: Settings, count: int) -> tuple[int, int]:
+    # gunicorn adds a worker on TTIN and removes one on TTOU.
+    (master,) = circus(settings, "list", name="frontend")["pids"]
+    workers = lambda: len(psutil.Process(master).children())  # noqa: E731
+    before = workers()
+    signal_name = "TTIN" if count > before else "TTOU"
+    for _ in range(abs(count - before)):
+        circus(settings, "signal", name="frontend", signum=signal_name)
+        time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while workers() != count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return before, workers()
+
+
+def control(settings: Settings, name: str, wait: float = 5.0) -> Reply:
+    """Send one command to the control server and return its reply."""
+    context = zmq.Context.instance()
+    socket = context.socket(zmq.REQ)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(settings.control_command_endpoint)
+    try:
+        socket.send(encode_control(Command(name, wait=wait)))  # type: ignore[arg-type]
+        if not socket.poll(int((wait + 5.0) * 1000)):
+            raise MeshError(
+                "the mesh is not running (no answer from the control server at "
+                f"{settings.control_command_endpoint})"
+            )
+        reply = decode_control(socket.recv())
+    finally:
+        socket.close()
+    if not isinstance(reply, Reply):
+        raise MeshError(f"unexpected answer from the control server: {reply!r}")
+    return reply

@@ -15,6 +15,7 @@ import time
 import zmq
 
 from common.config import Settings, load_settings
+from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
 from common.messages import Article, Extraction, decode, encode
 from common.sockets import open_socket
@@ -32,6 +33,8 @@ def run(settings: Settings, stop: StopFlag) -> None:
     inbox = open_socket(context, zmq.PULL, settings.dispatch_endpoint, bind=False)
     outbox = open_socket(context, zmq.PUSH, settings.results_in_endpoint, bind=False)
     outbox.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
+    counters = {"extracted": 0, "failed": 0, "batches": 0}
+    control = ControlLink(settings, "extractor", lambda: dict(counters)).start()
     log.info("extractor up", extra={"model": settings.model})
     try:
         while not stop:
@@ -40,9 +43,12 @@ def run(settings: Settings, stop: StopFlag) -> None:
             if not batch:
                 continue
             started = time.perf_counter()
+            counters["batches"] += 1
             for article, entities in zip(batch, _extract(extractor, batch), strict=True):
                 if entities is None:
+                    counters["failed"] += 1
                     continue  # failed: not acknowledged, so the ledger sends it again
+                counters["extracted"] += 1
                 result = Extraction(article.id, article.publication, entities, article.ack_to)
                 _send(outbox, encode(result), stop)
             log.info(
@@ -50,6 +56,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
                 extra={"articles": len(batch), "seconds": time.perf_counter() - started},
             )
     finally:
+        control.stop()
         inbox.close()
         outbox.close()
         context.term()

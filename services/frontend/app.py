@@ -6,20 +6,32 @@ from __future__ import annotations
 import falcon
 
 from common.config import Settings, load_settings
+from common.control import ControlLink
 from common.store import Store
 from services.frontend.auth import ApiKeyAuth
 from services.frontend.intake import Intake
 from services.frontend.journal import Journal
-from services.frontend.resources import Articles, Enqueue, Entities, Health, Publications
+from services.frontend.resources import (
+    Admission,
+    Articles,
+    Enqueue,
+    Entities,
+    Health,
+    Publications,
+    Writes,
+)
 from store import open_store
 
 
-def create_app(settings: Settings, journal: Journal, store: Store) -> falcon.App:
+def create_app(
+    settings: Settings, journal: Journal, store: Store, admission: Admission
+) -> falcon.App:
     app = falcon.App(middleware=[ApiKeyAuth(settings.load_api_keys())])
     app.req_options.strip_url_path_trailing_slash = True
+    writes = Writes(journal, admission, settings.retry_after_seconds)
     intake = Intake(settings.max_batch)
-    app.add_route("/articles", Articles(journal, intake, settings.max_body_bytes))
-    app.add_route("/post/enqueue", Enqueue(journal, settings.max_body_bytes))
+    app.add_route("/articles", Articles(writes, intake, settings.max_body_bytes))
+    app.add_route("/post/enqueue", Enqueue(writes, settings.max_body_bytes))
     app.add_route("/publications", Publications(store))
     app.add_route("/publications/{name}/entities", Entities(store))
     app.add_route("/health", Health())
@@ -29,4 +41,5 @@ def create_app(settings: Settings, journal: Journal, store: Store) -> falcon.App
 def get_app() -> falcon.App:
     settings = load_settings()
     journal = Journal(settings.journal_path, synchronous=settings.journal_synchronous)
-    return create_app(settings, journal, open_store(settings))
+    control = ControlLink(settings, "frontend").start()
+    return create_app(settings, journal, open_store(settings), control)

@@ -25,6 +25,7 @@ import msgspec
 import zmq
 
 from common.config import Settings, load_settings
+from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
 from common.messages import Ack, Article, decode, encode
 from common.sockets import open_socket
@@ -59,7 +60,9 @@ class Ledger:
         self.lease_seconds = lease_seconds
         self.in_flight: dict[str, Lease] = {}
         self.cursor = 0  # highest journal seq ever dispatched by this ledger
+        self.dispatched = 0
         self.redelivered = 0
+        self.acknowledged_total = 0
         self._now = now
         self._jitter = jitter
 
@@ -86,13 +89,28 @@ class Ledger:
         factor = min(2**attempts, MAX_BACKOFF_FACTOR) * (1 + 0.25 * self._jitter())
         self.in_flight[row.id] = Lease(row.seq, self._now() + self.lease_seconds * factor, attempts)
         self.cursor = max(self.cursor, row.seq)
+        self.dispatched += 1
         if resend:
             self.redelivered += 1
 
     def acknowledged(self, ids: list[str]) -> None:
         self.journal.delete(ids)
+        self.acknowledged_total += len(ids)
         for ident in ids:
             self.in_flight.pop(ident, None)
+
+    def counters(self) -> dict[str, float]:
+        """What the ledger reports to control: the journal backlog and its own counts."""
+        backlog = self.journal.backlog()
+        return {
+            "journal_checked_at": time.time(),  # wall clock: drain waits for a fresh look
+            "backlog": backlog.articles,
+            "oldest_age_seconds": backlog.oldest_age_seconds or 0.0,
+            "in_flight": len(self.in_flight),
+            "dispatched": self.dispatched,
+            "redelivered": self.redelivered,
+            "acknowledged": self.acknowledged_total,
+        }
 
 
 def run(settings: Settings, stop: StopFlag) -> None:
@@ -104,6 +122,10 @@ def run(settings: Settings, stop: StopFlag) -> None:
 
     journal = Journal(settings.journal_path, synchronous=settings.journal_synchronous)
     ledger = Ledger(journal, window=settings.window, lease_seconds=settings.lease_seconds)
+    # The journal connection belongs to this thread: the control link's thread reads a
+    # snapshot refreshed here, never the journal itself.
+    snapshot: dict[str, float] = ledger.counters()
+    control = ControlLink(settings, "ledger", lambda: snapshot).start()
     poll_ms = int(settings.ledger_poll_seconds * 1000)
     next_scan = 0.0
     log.info("ledger up", extra={"window": settings.window, "lease": settings.lease_seconds})
@@ -124,6 +146,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
             # Leases that ran out: send again, before anything new.
             if time.monotonic() >= next_scan:
                 next_scan = time.monotonic() + EXPIRY_SCAN_SECONDS
+                snapshot = ledger.counters()
                 resends = ledger.expired()
                 if resends:
                     journal.record_attempts([r.id for r in resends])
@@ -133,6 +156,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
             # Journaled articles never sent, as far as the window allows.
             _send(dispatch, ledger, ledger.fresh(), settings.ack_endpoint, resend=False)
     finally:
+        control.stop()
         dispatch.close()
         acks.close()
         context.term()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Protocol
 
 import falcon
 import msgspec
@@ -12,7 +13,38 @@ from services.frontend.intake import Intake, media_type_of, readable, to_entry
 from services.frontend.journal import Entry, Journal
 from services.frontend.schemas import ArticleIn, EnqueueIn
 
-RETRY_AFTER_S = 1
+
+class Admission(Protocol):
+    """Whether writes may be accepted now (the pipeline state heard from control)."""
+
+    def accepting(self) -> tuple[bool, str]: ...
+
+
+class Writes:
+    """The way into the journal every write route shares: admission, then one commit."""
+
+    def __init__(self, journal: Journal, admission: Admission, retry_after: int) -> None:
+        self._journal = journal
+        self._admission = admission
+        self.retry_after = retry_after
+
+    def admit(self) -> None:
+        """503 + Retry-After unless the pipeline is accepting."""
+        accepting, why = self._admission.accepting()
+        if not accepting:
+            raise falcon.HTTPServiceUnavailable(
+                title="Not accepting writes", description=why, retry_after=self.retry_after
+            )
+
+    def journal(self, entries: list[Entry]) -> None:
+        try:
+            self._journal.append(entries)
+        except sqlite3.OperationalError as exc:
+            # Locked past the busy timeout or out of disk: nothing was journaled, so say
+            # "try again" rather than accept what we could not keep.
+            raise falcon.HTTPServiceUnavailable(
+                title="Journal unavailable", description=str(exc), retry_after=self.retry_after
+            ) from exc
 
 
 class Articles:
@@ -20,15 +52,16 @@ class Articles:
 
     auth = "api_key"
 
-    def __init__(self, journal: Journal, intake: Intake, max_body_bytes: int) -> None:
-        self._journal = journal
+    def __init__(self, writes: Writes, intake: Intake, max_body_bytes: int) -> None:
+        self._writes = writes
         self._intake = intake
         self._max_body = max_body_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._writes.admit()
         media_type = media_type_of(req.content_type)
         entries = self._intake.parse(media_type, read_body(req, self._max_body))
-        journal_or_503(self._journal, entries)
+        self._writes.journal(entries)
         resp.status = falcon.HTTP_202
         resp.media = {"accepted": len(entries), "ids": [e.id for e in entries]}
 
@@ -38,12 +71,13 @@ class Enqueue:
 
     auth = "access_token"
 
-    def __init__(self, journal: Journal, max_body_bytes: int) -> None:
-        self._journal = journal
+    def __init__(self, writes: Writes, max_body_bytes: int) -> None:
+        self._writes = writes
         self._max_body = max_body_bytes
         self._decoder = msgspec.json.Decoder(EnqueueIn)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._writes.admit()
         media_type_of(req.content_type or "application/json")
         body = read_body(req, self._max_body)
         try:
@@ -55,7 +89,7 @@ class Enqueue:
         except msgspec.DecodeError as exc:
             raise falcon.HTTPBadRequest(title="Malformed JSON", description=str(exc)) from None
         entry = to_entry(ArticleIn(publication=item.publication, content=item.content))
-        journal_or_503(self._journal, [entry])
+        self._writes.journal([entry])
         resp.status = falcon.HTTP_201
         resp.media = {"status": "queued", "id": entry.id}
 
@@ -106,17 +140,6 @@ def read_body(req: falcon.Request, limit: int) -> bytes:
     if len(body) > limit:
         raise _too_large(limit)
     return body
-
-
-def journal_or_503(journal: Journal, entries: list[Entry]) -> None:
-    try:
-        journal.append(entries)
-    except sqlite3.OperationalError as exc:
-        # Locked past the busy timeout or out of disk: nothing was journaled, so say
-        # "try again" rather than accept what we could not keep.
-        raise falcon.HTTPServiceUnavailable(
-            title="Journal unavailable", description=str(exc), retry_after=RETRY_AFTER_S
-        ) from exc
 
 
 def _too_large(limit: int) -> falcon.HTTPContentTooLarge:

@@ -18,6 +18,7 @@ import time
 import zmq
 
 from common.config import Settings, load_settings
+from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
 from common.messages import Ack, Extraction, decode, encode
 from common.sockets import open_socket
@@ -34,14 +35,24 @@ def run(settings: Settings, stop: StopFlag) -> None:
     context = zmq.Context()
     inbox = open_socket(context, zmq.PULL, settings.results_out_endpoint, bind=False)
     acks = Acknowledger(context)
+    counters = {"committed": 0, "duplicates": 0, "commits": 0}
+    control = ControlLink(settings, "saver", lambda: dict(counters)).start()
     log.info("saver up", extra={"store": settings.store})
     try:
         while not stop:
             # Results: gather one flush worth, commit it, then acknowledge it.
             batch = _collect(inbox, settings.flush_max_articles, settings.flush_seconds)
-            if batch and _commit(store, batch, stop):
-                acks.send(batch)
+            if not batch:
+                continue
+            counted = _commit(store, batch, stop)
+            if counted is None:
+                continue
+            counters["commits"] += 1
+            counters["committed"] += len(counted)
+            counters["duplicates"] += len(batch) - len(counted)
+            acks.send(batch)
     finally:
+        control.stop()
         inbox.close()
         acks.close()
         context.term()
@@ -69,8 +80,9 @@ def _collect(inbox: zmq.Socket, limit: int, seconds: float) -> list[Extraction]:
     return batch
 
 
-def _commit(store: Store, batch: list[Extraction], stop: StopFlag) -> bool:
-    """Commit, retrying with backoff and jitter; False if stopped before it succeeded."""
+def _commit(store: Store, batch: list[Extraction], stop: StopFlag) -> list[str] | None:
+    """Commit, retrying with backoff and jitter; the ids newly counted, or None if stopped
+    before the commit succeeded."""
     delay = 0.1
     while True:
         try:
@@ -84,11 +96,11 @@ def _commit(store: Store, batch: list[Extraction], stop: StopFlag) -> bool:
                     "seconds": time.perf_counter() - started,
                 },
             )
-            return True
+            return counted
         except Exception:
             log.exception("commit failed; retrying", extra={"articles": len(batch)})
         if stop:
-            return False  # nothing acknowledged: the ledger sends it all again
+            return None  # nothing acknowledged: the ledger sends it all again
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, MAX_RETRY_SECONDS)
 

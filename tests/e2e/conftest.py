@@ -66,6 +66,9 @@ def start_mesh(data_dir: Path, **overrides: object) -> RunningMesh:
         ack_endpoint=endpoint(),
         results_in_endpoint=endpoint(),
         results_out_endpoint=endpoint(),
+        control_state_endpoint=endpoint(),
+        control_report_endpoint=endpoint(),
+        control_command_endpoint=endpoint(),
         circus_endpoint=endpoint(),
         circus_pubsub_endpoint=endpoint(),
         **overrides,
@@ -75,6 +78,7 @@ def start_mesh(data_dir: Path, **overrides: object) -> RunningMesh:
     assert process is not None
     try:
         mesh.wait_until_serving(settings, timeout=120)
+        mesh.set_state(settings, "resume")  # as `ingest up` does
     except mesh.MeshError:
         stop_mesh(RunningMesh(settings, process, key))
         raise

@@ -35,9 +35,25 @@ def store(settings: Settings) -> Iterator[SqliteStore]:
     store.close()
 
 
+class Gate:
+    """The pipeline state as the frontend sees it, set by the test (the real one is
+    common.control.ControlLink, exercised end to end in tests/e2e)."""
+
+    def __init__(self) -> None:
+        self.why = ""
+
+    def accepting(self) -> tuple[bool, str]:
+        return not self.why, self.why
+
+
 @pytest.fixture
-def client(settings, journal, store) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(settings, journal, store))
+def gate() -> Gate:
+    return Gate()
+
+
+@pytest.fixture
+def client(settings, journal, store, gate) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(settings, journal, store, gate))
 
 
 def journaled(journal: Journal) -> list[str]:

@@ -166,6 +166,18 @@ def test_journal_failure_is_503_not_2xx(client, journal, settings):
         blocker.execute("ROLLBACK")
         blocker.close()
     assert result.status_code == 503
-    assert result.headers["Retry-After"] == "1"
+    assert result.headers["Retry-After"] == str(settings.retry_after_seconds)
     assert result.json["title"] == "Journal unavailable"
     assert journaled(journal) == []
+
+
+def test_writes_are_refused_while_not_accepting(client, journal, gate, settings):
+    gate.why = "writes are stopped"
+    for path, headers in [("/articles", JSON), ("/post/enqueue", {"access_token": KEY})]:
+        result = client.simulate_post(path, body=dumps(GOOD), headers=headers)
+        assert result.status_code == 503
+        assert result.headers["Retry-After"] == str(settings.retry_after_seconds)
+        assert result.json == {"title": "Not accepting writes", "description": "writes are stopped"}
+    assert journaled(journal) == []
+    gate.why = ""
+    assert client.simulate_post("/articles", body=dumps(GOOD), headers=JSON).status_code == 202

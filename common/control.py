@@ -1,0 +1,172 @@
+"""The control channel every process shares: pipeline state, reports, and commands.
+
+The control server (services/control/server.py) owns three endpoints:
+
+    state     XPUB    bind  settings.control_state_endpoint    -> every process (SUB)
+    reports   PULL    bind  settings.control_report_endpoint   <- every process (PUSH)
+    commands  ROUTER  bind  settings.control_command_endpoint  <- the CLI (REQ)
+
+State is a last value cache (ZeroMQ guide, "Last Value Caching"): the server re-sends the
+current state to every new subscriber and re-broadcasts it every second, so a late joiner
+hears it at once. A process that has not heard a fresh state must act as "not accepting".
+Each process reports every second (and at once on a state change) what it has seen and
+counted, which is how `ingest status` and stop-writes confirmations see the whole mesh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Literal
+
+import msgspec
+import zmq
+
+from common.config import Settings
+from common.sockets import open_socket
+
+log = logging.getLogger("control")
+
+StateName = Literal["accepting", "stopped", "draining"]
+REPORT_SECONDS = 1.0
+
+
+class State(msgspec.Struct, frozen=True, tag="state.v1"):
+    name: StateName
+    seq: int
+
+
+class Report(msgspec.Struct, frozen=True, tag="report.v1"):
+    """What one process has seen and counted, pushed every second."""
+
+    stage: str
+    pid: int
+    host: str
+    state_seq: int
+    counters: dict[str, float] = {}
+
+
+class Command(msgspec.Struct, frozen=True, tag="command.v1"):
+    """stop-writes | resume | drain | status. `wait` bounds how long to wait for the
+    frontends to confirm a new state."""
+
+    name: Literal["stop-writes", "resume", "drain", "status"]
+    wait: float = 5.0
+
+
+class Reply(msgspec.Struct, frozen=True, tag="reply.v1"):
+    ok: bool
+    state: State
+    detail: str = ""
+    reports: list[Report] = []
+
+
+ControlMessage = State | Report | Command | Reply
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(ControlMessage)
+
+
+def encode(message: ControlMessage) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(frame: bytes) -> ControlMessage:
+    return _decoder.decode(frame)
+
+
+class ControlLink:
+    """A process's link to the control server, run by a daemon thread.
+
+    It keeps the latest state heard (and when), and reports this process's counters every
+    second and right after each new state. The owning process reads `accepting()`; the
+    counters callback is called from the link's thread.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        stage: str,
+        counters: Callable[[], dict[str, float]] = dict,
+        *,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._stage = stage
+        self._counters = counters
+        self._now = now
+        self.state: State | None = None
+        self.heard_at = float("-inf")
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"control-{stage}", daemon=True)
+
+    def start(self) -> ControlLink:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+
+    def accepting(self) -> tuple[bool, str]:
+        """(True, "") when writes may be accepted; else (False, why)."""
+        state = self.state
+        if state is None:
+            return False, "the pipeline state has not been heard yet"
+        stale_after = self._settings.control_stale_seconds
+        if self._now() - self.heard_at > stale_after:
+            return False, f"no pipeline state heard for over {stale_after:.0f}s"
+        if state.name != "accepting":
+            return False, f"writes are {state.name}"
+        return True, ""
+
+    def _run(self) -> None:
+        context = zmq.Context.instance()
+        states = open_socket(context, zmq.SUB, self._settings.control_state_endpoint, bind=False)
+        states.setsockopt(zmq.SUBSCRIBE, b"")
+        reports = open_socket(
+            context, zmq.PUSH, self._settings.control_report_endpoint, bind=False, hwm=10
+        )
+        next_report = 0.0
+        try:
+            while not self._stopping.is_set():
+                if states.poll(100):
+                    self._receive(states)
+                    next_report = 0.0  # confirm a new state at once
+                if self._now() >= next_report:
+                    next_report = self._now() + REPORT_SECONDS
+                    self._report(reports)
+        finally:
+            states.close(linger=0)
+            reports.close(linger=0)
+
+    def _receive(self, states: zmq.Socket) -> None:
+        while True:
+            try:
+                message = decode(states.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            except msgspec.DecodeError:
+                log.warning("undecodable control message")
+                continue
+            if isinstance(message, State):
+                if self.state is None or message.seq != self.state.seq:
+                    log.info("pipeline state", extra={"state": message.name, "seq": message.seq})
+                self.state = message
+                self.heard_at = self._now()
+
+    def _report(self, reports: zmq.Socket) -> None:
+        seq = self.state.seq if self.state else -1
+        try:
+            counters = self._counters()
+        except Exception:  # a counter bug must not silence the heartbeat
+            log.exception("counters failed")
+            counters = {}
+        report = Report(self._stage, os.getpid(), socket.gethostname(), seq, counters)
+        # If the control server is away, the next heartbeat will do.
+        with contextlib.suppress(zmq.Again):
+            reports.send(encode(report), zmq.NOBLOCK)

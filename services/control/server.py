@@ -1,0 +1,201 @@
+"""Control server: owns the pipeline state, hears every process, answers the CLI.
+
+Patterns: last value cache for the state (XPUB re-sends it to each new subscriber, plus a
+re-broadcast every second), heartbeats for the reports, and an asynchronous ROUTER for
+commands so a state change can wait for the frontends' confirmation without stalling.
+
+    state     XPUB    bind  settings.control_state_endpoint    -> every process (SUB)
+    reports   PULL    bind  settings.control_report_endpoint   <- every process (PUSH)
+    commands  ROUTER  bind  settings.control_command_endpoint  <- ingest CLI (REQ)
+
+The state survives a restart of this process (a small file in the data folder), so a crash
+during a drain never turns writes back on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import zmq
+
+from common.config import Settings, load_settings
+from common.control import (
+    REPORT_SECONDS,
+    Command,
+    Reply,
+    Report,
+    State,
+    StateName,
+    decode,
+    encode,
+)
+from common.lifecycle import StopFlag, configure_logging
+from common.sockets import open_socket
+
+log = logging.getLogger("control")
+
+# A process whose last report is older than this is taken as gone.
+LIVE_SECONDS = 3 * REPORT_SECONDS
+COMMAND_STATES: dict[str, StateName] = {
+    "stop-writes": "stopped",
+    "drain": "draining",
+    "resume": "accepting",
+}
+
+
+class StateFile:
+    """The current state, written atomically so a crash leaves the old or the new one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> State:
+        try:
+            return msgspec.json.decode(self.path.read_bytes(), type=State)
+        except FileNotFoundError:
+            return State("accepting", 0)
+
+    def save(self, state: State) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".part")
+        with open(partial, "wb") as f:
+            f.write(msgspec.json.encode(state))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, self.path)
+
+
+class Pipeline:
+    """The state and what the processes last reported; no sockets, so tests drive it."""
+
+    def __init__(self, state_file: StateFile, now: Callable[[], float] = time.monotonic) -> None:
+        self._file = state_file
+        self._now = now
+        self.state = state_file.load()
+        self._reports: dict[tuple[str, str, int], tuple[Report, float]] = {}
+
+    def change(self, name: StateName) -> State:
+        self.state = State(name, self.state.seq + 1)
+        self._file.save(self.state)
+        log.info("state changed", extra={"state": name, "seq": self.state.seq})
+        return self.state
+
+    def record(self, report: Report) -> None:
+        self._reports[(report.stage, report.host, report.pid)] = (report, self._now())
+
+    def live(self, stage: str | None = None) -> list[Report]:
+        cutoff = self._now() - LIVE_SECONDS
+        for key, (_, heard) in list(self._reports.items()):
+            if heard < cutoff:
+                del self._reports[key]
+        return [r for r, _ in self._reports.values() if stage is None or r.stage == stage]
+
+    def unconfirmed(self, seq: int) -> list[Report]:
+        """Live frontend processes that have not yet applied state `seq`."""
+        return [r for r in self.live("frontend") if r.state_seq < seq]
+
+
+class Pending(msgspec.Struct):
+    identity: bytes
+    seq: int
+    deadline: float
+
+
+def run(settings: Settings, stop: StopFlag) -> None:
+    context = zmq.Context()
+    states = open_socket(context, zmq.XPUB, settings.control_state_endpoint, bind=True)
+    states.setsockopt(zmq.XPUB_VERBOSE, 1)
+    reports = open_socket(context, zmq.PULL, settings.control_report_endpoint, bind=True)
+    commands = open_socket(context, zmq.ROUTER, settings.control_command_endpoint, bind=True)
+
+    pipeline = Pipeline(StateFile(settings.data_path / "control-state.json"))
+    poller = zmq.Poller()
+    for socket in (states, reports, commands):
+        poller.register(socket, zmq.POLLIN)
+    pending: list[Pending] = []
+    next_broadcast = 0.0
+    log.info("control up", extra={"state": pipeline.state.name, "seq": pipeline.state.seq})
+    try:
+        while not stop:
+            events = dict(poller.poll(100))
+
+            # A new subscriber: give it the current state at once (last value cache).
+            if states in events:
+                while states.poll(0):
+                    states.recv()
+                next_broadcast = 0.0
+
+            # Heartbeats from every process.
+            while reports in events and reports.poll(0):
+                message = _decode(reports.recv())
+                if isinstance(message, Report):
+                    pipeline.record(message)
+
+            # Commands from the CLI.
+            while commands in events and commands.poll(0):
+                identity, _, frame = commands.recv_multipart()
+                answer = _handle(pipeline, _decode(frame), identity, pending)
+                if answer is not None:
+                    commands.send_multipart([identity, b"", encode(answer)])
+                    continue
+                next_broadcast = 0.0  # a new state: publish it now
+
+            # State changes waiting for every live frontend to confirm.
+            for wait in list(pending):
+                missing = pipeline.unconfirmed(wait.seq)
+                if missing and time.monotonic() < wait.deadline:
+                    continue
+                pending.remove(wait)
+                detail = (
+                    f"{len(missing)} frontend process(es) did not confirm: "
+                    + ", ".join(f"{r.host}/{r.pid}" for r in missing)
+                    if missing
+                    else ""
+                )
+                reply = Reply(not missing, pipeline.state, detail, pipeline.live())
+                commands.send_multipart([wait.identity, b"", encode(reply)])
+
+            if time.monotonic() >= next_broadcast:
+                next_broadcast = time.monotonic() + REPORT_SECONDS
+                states.send(encode(pipeline.state))
+    finally:
+        for socket in (states, reports, commands):
+            socket.close()
+        context.term()
+        log.info("control stopped")
+
+
+def _decode(frame: bytes) -> object:
+    try:
+        return decode(frame)
+    except msgspec.DecodeError as exc:
+        log.warning("undecodable control message: %s", exc)
+        return exc
+
+
+def _handle(
+    pipeline: Pipeline, command: object, identity: bytes, pending: list[Pending]
+) -> Reply | None:
+    """Answer now (a Reply), or change the state and answer once confirmed (None)."""
+    if not isinstance(command, Command):
+        return Reply(False, pipeline.state, f"not a command: {command}")
+    if command.name == "status":
+        return Reply(True, pipeline.state, "", pipeline.live())
+    state = pipeline.change(COMMAND_STATES[command.name])
+    pending.append(Pending(identity, state.seq, time.monotonic() + command.wait))
+    return None
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging(settings, "control")
+    run(settings, StopFlag.install())
+
+
+if __name__ == "__main__":
+    main()
