@@ -11,4 +11,10 @@ def open_store(settings: Settings) -> Store:
         from store.sqlite import SqliteStore
 
         return SqliteStore(settings.sqlite_store_path)
-    raise NotImplementedError(f"store {settings.store!r} is not available yet")
+    if settings.store == "firestore":
+        # Imported here: the Google client (grpc, protobuf) costs ~0.5 s and memory that a
+        # SQLite-only mesh does not need.
+        from store.firestore import open_firestore_store
+
+        return open_firestore_store(settings)
+    raise NotImplementedError(f"store {settings.store!r} is not available")
