@@ -7,8 +7,10 @@ transient errors, and document ids for names that are not valid ids as they are.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -332,3 +334,27 @@ def test_odd_publication_names_and_article_ids_round_trip(make_store):
 def test_a_project_is_required():
     with pytest.raises(ConfigError, match="INGEST_FIRESTORE_PROJECT"):
         open_firestore_store(load_settings({}, store="firestore"))
+
+
+# -- indexes -------------------------------------------------------------------------------
+
+
+def test_the_shipped_indexes_cover_the_queries():
+    """The emulator ignores indexes; real Firestore refuses these queries without them."""
+    spec = json.loads((Path(__file__).parents[3] / "firestore.indexes.json").read_text())
+    indexes = {
+        (
+            i["collectionGroup"],
+            i["queryScope"],
+            tuple((f["fieldPath"], f["order"]) for f in i["fields"]),
+        )
+        for i in spec["indexes"]
+    }
+    count_text = (("count", "DESCENDING"), ("text", "ASCENDING"))
+    assert ("entities", "COLLECTION", count_text) in indexes  # top_entities
+    assert ("entities", "COLLECTION", (("label", "ASCENDING"), *count_text)) in indexes
+    assert (
+        "publications",
+        "COLLECTION",
+        (("articles", "DESCENDING"), ("name", "ASCENDING")),
+    ) in indexes
