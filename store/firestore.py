@@ -65,6 +65,8 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1 import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
+from google.cloud.firestore_v1.types import common, document, write
+from google.cloud.firestore_v1.types import firestore as firestore_types
 
 from common.config import ConfigError, Settings
 from common.messages import Extraction
@@ -110,6 +112,26 @@ MAX_CONFLICT_ROUNDS = 16
 RPC_TIMEOUT = 60.0
 KNOWN_ENTITIES = 200_000
 GET_CHUNK = 500
+
+
+# The raw (upb) protobuf classes behind the client's proto-plus types. proto-plus creates
+# them at import time (there is no *_pb2 module to import), hence Any for type hints.
+WriteProto = Any
+WritePb = write.Write.pb()
+DocumentPb = document.Document.pb()
+ValuePb = document.Value.pb()
+FieldTransformPb = write.DocumentTransform.FieldTransform.pb()
+PreconditionPb = common.Precondition.pb()
+DocumentMaskPb = common.DocumentMask.pb()
+CommitRequestPb = firestore_types.CommitRequest.pb()
+_SERVER_TIME_COMMITTED_AT = FieldTransformPb(
+    field_path="committed_at", set_to_server_value=FieldTransformPb.ServerValue.REQUEST_TIME
+)
+
+
+def _increment(field_path: str, by: int) -> Any:
+    """A FieldTransform protobuf adding `by` to a number field."""
+    return FieldTransformPb(field_path=field_path, increment=ValuePb(integer_value=by))
 
 
 @lru_cache(maxsize=65536)
@@ -226,6 +248,9 @@ class FirestoreStore:
         self._client = client
         self._publications = client.collection(PUBLICATIONS)
         self._articles = client.collection(ARTICLES)
+        # "projects/P/databases/D" and the prefix of every document name in a Write.
+        self._database: str = client._database_string
+        self._documents_root = f"{self._database}/documents/"
         self._max_writes = max_writes
         self._retry_seconds = retry_seconds
         self._rpc_timeout = rpc_timeout
@@ -332,35 +357,79 @@ class FirestoreStore:
 
     def _send(self, pending: list[_Article], token: str) -> None:
         """One atomic commit: coalesced increments + the markers of exactly `pending`."""
+        self._commit_writes(self._build(pending, token))
+
+    def _build(self, pending: list[_Article], token: str) -> list[WriteProto]:
+        """The `Write` protobufs of one commit, built directly (see "Why raw protobufs")."""
+        root = self._documents_root
         counts = _coalesce(pending)
-        batch = self._client.batch()
+        writes = []
         for pub_id, (name, articles) in counts.publications.items():
-            batch.set(
-                self._publications.document(pub_id),
-                {"name": name, "articles": firestore.Increment(articles)},
-                merge=True,
+            # set(merge=True) semantics: the name (constant for this id) and an increment.
+            writes.append(
+                WritePb(
+                    update=DocumentPb(
+                        name=f"{root}{PUBLICATIONS}/{pub_id}",
+                        fields={"name": ValuePb(string_value=name)},
+                    ),
+                    update_mask=DocumentMaskPb(field_paths=["name"]),
+                    update_transforms=[_increment("articles", articles)],
+                )
             )
         for path, (pub_id, key_id, text, label, count) in counts.entities.items():
-            ref = self._publications.document(pub_id).collection(ENTITIES).document(key_id)
+            name = f"{root}{PUBLICATIONS}/{pub_id}/{ENTITIES}/{key_id}"
             if path in self._known:
-                batch.update(ref, {"count": firestore.Increment(count)})
-            else:
-                batch.create(
-                    ref, {"text": text, "label": label, "count": firestore.Increment(count)}
+                # update() semantics: only the increment, and the document must exist.
+                write = WritePb(
+                    update=DocumentPb(name=name),
+                    update_mask=DocumentMaskPb(),
+                    current_document=PreconditionPb(exists=True),
+                    update_transforms=[_increment("count", count)],
                 )
+            else:
+                # create() semantics: the first text and label, and it must not exist.
+                write = WritePb(
+                    update=DocumentPb(
+                        name=name,
+                        fields={
+                            "text": ValuePb(string_value=text),
+                            "label": ValuePb(string_value=label),
+                        },
+                    ),
+                    current_document=PreconditionPb(exists=False),
+                    update_transforms=[_increment("count", count)],
+                )
+            writes.append(write)
         for article in pending:
-            batch.create(
-                self._articles.document(article.marker_id),
-                {
-                    "publication": article.extraction.publication,
-                    "entities": len(article.extraction.entities),
-                    "committed_at": firestore.SERVER_TIMESTAMP,
-                    "commit": token,
-                },
+            # The marker: create() semantics, so an existing one fails the whole commit.
+            writes.append(
+                WritePb(
+                    update=DocumentPb(
+                        name=f"{root}{ARTICLES}/{article.marker_id}",
+                        fields={
+                            "publication": ValuePb(string_value=article.extraction.publication),
+                            "entities": ValuePb(integer_value=len(article.extraction.entities)),
+                            "commit": ValuePb(string_value=token),
+                        },
+                    ),
+                    current_document=PreconditionPb(exists=False),
+                    update_transforms=[_SERVER_TIME_COMMITTED_AT],
+                )
             )
-        # retry=None: the only retry policy is ours (bounded, marker-aware), not the
-        # library's default one stacked under it.
-        batch.commit(retry=None, timeout=self._rpc_timeout)
+        return writes
+
+    def _commit_writes(self, writes: list[WriteProto]) -> None:
+        """Send one atomic commit through the client's own GAPIC stub (channel, metadata)."""
+        request = CommitRequestPb(database=self._database, writes=writes)
+        self._client._firestore_api.commit(
+            # wrap(): hand the protobuf over without the copy CommitRequest(pb) would make.
+            request=firestore_types.CommitRequest.wrap(request),
+            metadata=self._client._rpc_metadata,
+            # retry=None: the only retry policy is ours (bounded, marker-aware), not the
+            # library's default one stacked under it.
+            retry=None,
+            timeout=self._rpc_timeout,
+        )
 
     # -- reads ---------------------------------------------------------------------------
 
