@@ -136,12 +136,12 @@ def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
 
 def _left(left: int) -> str:
     if left < 0:
-        return "no ledger reported its journal"
+        return "no ledger has reported its journal yet"
     return f"{left} article(s) still in the journal"
 
 
 def _progress(left: int, elapsed: float) -> None:
-    print(f"draining: {left} article(s) left after {elapsed:.0f}s", file=sys.stderr, flush=True)
+    print(f"draining: {_left(left)} after {elapsed:.0f}s", file=sys.stderr, flush=True)
 
 
 def parser() -> argparse.ArgumentParser:

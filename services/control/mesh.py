@@ -135,16 +135,16 @@ def drain(
     left, last_progress = -1, 0.0
     while time.monotonic() - started < timeout:
         ledgers = [r for r in control(settings, "status").reports if r.stage == "ledger"]
-        fresh = [r for r in ledgers if r.counters.get("journal_checked_at", 0) > started_wall]
-        if ledgers and len(fresh) == len(ledgers):
-            left = sum(int(r.counters.get("backlog", 0)) for r in fresh)
-            if left == 0:
+        if ledgers:
+            left = sum(int(r.counters.get("backlog", 0)) for r in ledgers)
+            fresh = all(r.counters.get("journal_checked_at", 0) > started_wall for r in ledgers)
+            if fresh and left == 0:
                 return 0
         if progress and time.monotonic() - last_progress >= 1.0:
             last_progress = time.monotonic()
-            progress(max(left, 0), time.monotonic() - started)
+            progress(left, time.monotonic() - started)
         time.sleep(0.25)
-    return left
+    return left if left != 0 else 1  # a zero not yet confirmed by a fresh look
 
 
 def scale(settings: Settings, stage: str, count: int) -> tuple[int, int]:

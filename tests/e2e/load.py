@@ -1,0 +1,88 @@
+"""A steady background load of real articles, recording what the mesh accepted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+
+
+class Response:
+    def __init__(self, started: float, status: int, ids: list[str], retry_after: str | None):
+        self.started = started
+        self.status = status
+        self.ids = ids
+        self.retry_after = retry_after
+
+
+class SteadyLoad:
+    """Posts `batch` articles every `interval` seconds from a thread until stopped.
+
+    Each article is unique (a running number in its publication), so the accepted set is
+    exactly the set of ids answered 2xx. Connection errors (the frontend is gone) count as
+    not accepted.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        corpus: list[str],
+        *,
+        batch: int = 10,
+        interval: float = 0.25,
+        publication: str = "Load",
+    ) -> None:
+        self.url, self.key = url, key
+        self.batch, self.interval = batch, interval
+        self.responses: list[Response] = []
+        self.articles: dict[str, dict[str, str]] = {}  # accepted id -> article
+        self._source = self._articles(corpus, publication)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _articles(corpus: list[str], publication: str) -> Iterator[dict[str, str]]:
+        n = 0
+        while True:
+            for text in corpus:
+                yield {"publication": f"{publication} {n % 3}", "content": text, "id": f"L{n}"}
+                n += 1
+
+    def __enter__(self) -> SteadyLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10.0) as client:
+            while not self._stop.is_set():
+                batch = [next(self._source) for _ in range(self.batch)]
+                started = time.monotonic()
+                try:
+                    answer = client.post(
+                        "/articles", json=batch, headers={"Authorization": f"Bearer {self.key}"}
+                    )
+                except httpx.HTTPError:
+                    self.responses.append(Response(started, 0, [], None))
+                else:
+                    ids = answer.json().get("ids", []) if answer.status_code == 202 else []
+                    for article, ident in zip(batch, ids, strict=False):
+                        self.articles[ident] = article
+                    self.responses.append(
+                        Response(
+                            started, answer.status_code, ids, answer.headers.get("Retry-After")
+                        )
+                    )
+                self._stop.wait(self.interval)
+
+    def accepted_after(self, moment: float) -> list[Response]:
+        return [r for r in self.responses if r.started >= moment and 200 <= r.status < 300]
