@@ -42,6 +42,16 @@ All or nothing holds per article, not per call: when `commit()` raises after som
 commits succeeded, those articles are counted and marked; calling it again with the same
 batch (what the saver does) counts each remaining article once and the others not again.
 
+Why raw protobufs. The official WriteBatch builds every write through proto-plus wrappers
+and document references, which costs more CPU than the emulator spends applying it. `_build`
+makes the same `Write` messages (same documents, preconditions, transforms) with the
+underlying protobuf classes and `_commit_writes` sends them with the client's own GAPIC
+commit call, so channel, credentials and emulator metadata stay the client's. That uses
+three private attributes of the client (`_database_string`, `_firestore_api`,
+`_rpc_metadata`): the dependency is pinned below 3 and the contract tests run this path.
+bench/saver_store.py measures both ways (bench/RESULTS.md); the WriteBatch version lives on
+in bench/client_writes.py.
+
 Reads use the official client's queries; they need the composite indexes in
 `firestore.indexes.json` on real Firestore (the emulator does not enforce indexes).
 """
@@ -360,7 +370,7 @@ class FirestoreStore:
         self._commit_writes(self._build(pending, token))
 
     def _build(self, pending: list[_Article], token: str) -> list[WriteProto]:
-        """The `Write` protobufs of one commit, built directly (see "Why raw protobufs")."""
+        """The `Write` protobufs of one commit (module docstring: "Why raw protobufs")."""
         root = self._documents_root
         counts = _coalesce(pending)
         writes = []
