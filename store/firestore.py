@@ -301,14 +301,22 @@ class FirestoreStore:
         while pending:
             try:
                 self._send(pending, token)
-            except CONFLICT_ERRORS:
+            except CONFLICT_ERRORS as conflict:
                 conflicts += 1
                 if conflicts > MAX_CONFLICT_ROUNDS:
                     raise
+                guessed = self._known_among(pending)
                 try:
-                    pending = self._resolve(pending, token, ours)
+                    remaining = self._resolve(pending, token, ours)
                 except TRANSIENT_ERRORS as exc:
                     delay = self._backoff(exc, deadline, delay)
+                    continue
+                if remaining == pending and self._known_among(pending) == guessed:
+                    # No marker exists and every guess about entity documents was right:
+                    # the failure is something else (e.g. a FAILED_PRECONDITION of the
+                    # database itself), which sending again cannot fix.
+                    raise conflict
+                pending = remaining
                 continue
             except TRANSIENT_ERRORS as exc:
                 delay = self._backoff(exc, deadline, delay)
@@ -318,8 +326,13 @@ class FirestoreStore:
             break
         return [a.id for a in group if a.id in ours]
 
+    def _known_among(self, pending: list[_Article]) -> set[str]:
+        """Which entity documents of `pending` this process believes exist."""
+        known = self._known
+        return {path for a in pending for e in a.entity_ids if (path := f"{a.pub_id}/{e}") in known}
+
     def _backoff(self, exc: Exception, deadline: float, delay: float) -> float:
-        """Sleep before the next attempt (full jitter on an exponential delay), or re-raise."""
+        """Sleep before the next attempt (exponential delay, jitter 0.5-1.5x), or re-raise."""
         pause = delay * (0.5 + random.random())
         if self._clock() + pause > deadline:
             raise exc

@@ -283,6 +283,28 @@ def test_a_permanent_error_is_not_retried(make_store, monkeypatch):
     assert clock.sleeps == []
 
 
+def test_a_precondition_failure_nothing_explains_is_raised_after_one_read(make_store, monkeypatch):
+    """FAILED_PRECONDITION with no marker and no wrong guess (injected): not a conflict.
+
+    One batched read shows nothing to drop or learn, so sending again cannot help: raised.
+    """
+    store = make_store()
+    sends: list[int] = []
+    send = store._send
+
+    def failing(pending: list[_Article], token: str) -> None:
+        sends.append(len(pending))
+        if len(sends) == 1:
+            raise api_exceptions.FailedPrecondition("injected")
+        send(pending, token)
+
+    monkeypatch.setattr(store, "_send", failing)
+    with pytest.raises(api_exceptions.FailedPrecondition):
+        store.commit([extraction("a1", "Pub", entity("Qantas"))])
+    assert sends == [1]
+    assert store.counted(["a1"]) == set()
+
+
 # -- document ids ------------------------------------------------------------------------------
 
 ODD_NAMES = [
