@@ -4,7 +4,8 @@ Every message is a msgspec struct encoded as msgpack. The tag names the message 
 schema version ("article.v1"), so a process that receives a message it does not know, or a
 version it does not speak, fails to decode it loudly instead of guessing.
 
-Flow: ledger -> Article -> extractor -> Extraction -> saver inlet -> saver -> Ack -> ledger.
+Flow: ledger -> Article -> extractor -> Extraction -> saver inlet -> saver -> Ack -> ledger;
+an extractor that cannot process an article sends the ledger a Failure instead.
 """
 
 from __future__ import annotations
@@ -47,7 +48,14 @@ class Ack(msgspec.Struct, frozen=True, tag="ack.v1", array_like=True):
     ids: list[str]
 
 
-Message = Article | Extraction | Ack
+class Failure(msgspec.Struct, frozen=True, tag="failure.v1", array_like=True):
+    """An extractor could not process an article; the ledger retries it or dead-letters it."""
+
+    id: str
+    error: str
+
+
+Message = Article | Extraction | Ack | Failure
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

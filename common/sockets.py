@@ -36,3 +36,32 @@ def open_socket(
     else:
         socket.connect(endpoint)
     return socket
+
+
+class LedgerReplies:
+    """PUSH sockets to the ledgers named in messages (their `ack_to`), opened on first use.
+
+    Replies are best effort: if a ledger is away for a second, the reply is dropped and the
+    ledger's lease brings the article back, which the store's markers make harmless.
+    """
+
+    def __init__(self, context: zmq.Context, send_timeout_ms: int = 1000) -> None:
+        self._context = context
+        self._timeout = send_timeout_ms
+        self._sockets: dict[str, zmq.Socket] = {}
+
+    def send(self, endpoint: str, frame: bytes) -> bool:
+        socket = self._sockets.get(endpoint)
+        if socket is None:
+            socket = open_socket(self._context, zmq.PUSH, endpoint, bind=False)
+            socket.setsockopt(zmq.SNDTIMEO, self._timeout)
+            self._sockets[endpoint] = socket
+        try:
+            socket.send(frame)
+        except zmq.Again:
+            return False
+        return True
+
+    def close(self) -> None:
+        for socket in self._sockets.values():
+            socket.close()

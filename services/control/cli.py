@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 
 from common.config import ConfigError, Settings, load_settings
 from common.store import UnknownPublication
 from services.control import mesh
+from services.frontend.journal import Journal
 from store import open_store
 
 
@@ -51,6 +53,14 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    letters = _dead_letter_count(settings)
+    if letters:
+        print(
+            f"Drained and stopped, but {letters} dead letter(s) were never counted: see "
+            "`ingest dead-letters`, then `ingest retry-dead`.",
+            file=sys.stderr,
+        )
+        return 3
     print("Drained and stopped: every accepted article is committed.")
     return 0
 
@@ -91,7 +101,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         backlog = sum(int(r.counters.get("backlog", 0)) for r in ledgers)
         oldest = max(r.counters.get("oldest_age_seconds", 0.0) for r in ledgers)
         redelivered = sum(int(r.counters.get("redelivered", 0)) for r in ledgers)
+        dead = sum(int(r.counters.get("dead_letters", 0)) for r in ledgers)
         print(f"journal: {backlog} unacknowledged, oldest {oldest:.1f}s, re-sent {redelivered}")
+        print(f"dead letters: {dead}" + (" (see `ingest dead-letters`)" if dead else ""))
     else:
         print("journal: no ledger is reporting")
     extracted = sum(int(r.counters.get("extracted", 0)) for r in reply.reports)
@@ -125,6 +137,39 @@ def cmd_top(settings: Settings, args: argparse.Namespace) -> int:
     for rank, entity in enumerate(page.entities, 1):
         print(f"{rank:>4}  {entity.count:>7}  {entity.label:<12} {entity.text}")
     return 0
+
+
+def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    journal = Journal(settings.journal_path)
+    try:
+        letters = journal.dead_letters(limit=args.limit)
+        total = journal.dead_letter_count()
+    finally:
+        journal.close()
+    for letter in letters:
+        failed = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(letter.failed_at))
+        print(f"{letter.id}  {letter.publication!r}  attempts={letter.attempts}  {failed}")
+        print(f"    {letter.error}")
+    print(f"{total} dead letter(s)")
+    return 0
+
+
+def cmd_retry_dead(settings: Settings, args: argparse.Namespace) -> int:
+    journal = Journal(settings.journal_path)
+    try:
+        moved = journal.revive(args.ids or None)
+    finally:
+        journal.close()
+    print(f"{moved} dead letter(s) back in the journal, to be sent again")
+    return 0
+
+
+def _dead_letter_count(settings: Settings) -> int:
+    journal = Journal(settings.journal_path)
+    try:
+        return journal.dead_letter_count()
+    finally:
+        journal.close()
 
 
 def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
@@ -177,6 +222,13 @@ def parser() -> argparse.ArgumentParser:
     top_entities.add_argument("-n", type=int, default=20)
     top_entities.add_argument("--label", default=None)
     top_entities.set_defaults(run=cmd_top)
+
+    letters = commands.add_parser("dead-letters", help="articles that could not be counted")
+    letters.add_argument("--limit", type=int, default=100)
+    letters.set_defaults(run=cmd_dead_letters)
+    retry = commands.add_parser("retry-dead", help="send dead letters again (all, or these ids)")
+    retry.add_argument("ids", nargs="*")
+    retry.set_defaults(run=cmd_retry_dead)
 
     commands.add_parser(
         "env", help="print the environment circus.ini reads (for circusd/circusctl by hand)"

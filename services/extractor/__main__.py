@@ -17,8 +17,8 @@ import zmq
 from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
-from common.messages import Article, Extraction, decode, encode
-from common.sockets import open_socket
+from common.messages import Article, Entity, Extraction, Failure, decode, encode
+from common.sockets import LedgerReplies, open_socket
 from services.extractor.ner import EntityExtractor, load_model
 
 log = logging.getLogger("extractor")
@@ -33,6 +33,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
     inbox = open_socket(context, zmq.PULL, settings.dispatch_endpoint, bind=False)
     outbox = open_socket(context, zmq.PUSH, settings.results_in_endpoint, bind=False)
     outbox.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
+    replies = LedgerReplies(context)
     counters = {"extracted": 0, "failed": 0, "batches": 0}
     control = ControlLink(settings, "extractor", lambda: dict(counters)).start()
     log.info("extractor up", extra={"model": settings.model})
@@ -45,9 +46,11 @@ def run(settings: Settings, stop: StopFlag) -> None:
             started = time.perf_counter()
             counters["batches"] += 1
             for article, entities in zip(batch, _extract(extractor, batch), strict=True):
-                if entities is None:
+                if isinstance(entities, str):
+                    # The ledger retries it later, or sets it aside as a dead letter.
                     counters["failed"] += 1
-                    continue  # failed: not acknowledged, so the ledger sends it again
+                    replies.send(article.ack_to, encode(Failure(article.id, entities)))
+                    continue
                 counters["extracted"] += 1
                 result = Extraction(article.id, article.publication, entities, article.ack_to)
                 _send(outbox, encode(result), stop)
@@ -57,6 +60,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
             )
     finally:
         control.stop()
+        replies.close()
         inbox.close()
         outbox.close()
         context.term()
@@ -78,19 +82,20 @@ def _receive_batch(inbox: zmq.Socket, size: int) -> list[Article]:
     return batch
 
 
-def _extract(extractor: EntityExtractor, batch: list[Article]) -> list:
+def _extract(extractor: EntityExtractor, batch: list[Article]) -> list[list[Entity] | str]:
+    """Entities of each article, or the error (a string) for an article that failed."""
     try:
-        return extractor.extract([a.content for a in batch])
+        return list(extractor.extract([a.content for a in batch]))
     except Exception:
-        # One bad article must not sink its batch: retry one by one, skip what fails.
+        # One bad article must not sink its batch: retry one by one.
         log.exception("batch failed; extracting one by one", extra={"articles": len(batch)})
-    results: list = []
+    results: list[list[Entity] | str] = []
     for article in batch:
         try:
             results.append(extractor.extract([article.content])[0])
-        except Exception:
+        except Exception as exc:
             log.exception("extraction failed", extra={"article_ids": [article.id]})
-            results.append(None)
+            results.append(f"{type(exc).__name__}: {exc}"[:1000])
     return results
 
 

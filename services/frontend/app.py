@@ -28,7 +28,7 @@ def create_app(
 ) -> falcon.App:
     app = falcon.App(middleware=[ApiKeyAuth(settings.load_api_keys())])
     app.req_options.strip_url_path_trailing_slash = True
-    writes = Writes(journal, admission, settings.retry_after_seconds)
+    writes = Writes(journal, admission, settings.retry_after_seconds, settings.max_backlog)
     intake = Intake(settings.max_batch)
     app.add_route("/articles", Articles(writes, intake, settings.max_body_bytes))
     app.add_route("/post/enqueue", Enqueue(writes, settings.max_body_bytes))

@@ -25,6 +25,15 @@ CREATE TABLE IF NOT EXISTS journal (
     accepted_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY,
+    publication TEXT NOT NULL,
+    content TEXT NOT NULL,
+    accepted_at REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    failed_at REAL NOT NULL
+);
 """
 
 
@@ -45,6 +54,14 @@ class Row(msgspec.Struct, frozen=True, array_like=True):
 class Backlog(msgspec.Struct, frozen=True):
     articles: int
     oldest_age_seconds: float | None
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    id: str
+    publication: str
+    attempts: int
+    error: str
+    failed_at: float
 
 
 class Journal:
@@ -70,6 +87,11 @@ class Journal:
                 "VALUES (?, ?, ?, ?)",
                 [(e.id, e.publication, e.content, now) for e in entries],
             )
+
+    def backlog_bound(self) -> int:
+        """An upper bound of the rows waiting, from the seq range: O(log n), for every write."""
+        low, high = self._conn.execute("SELECT min(seq), max(seq) FROM journal").fetchone()
+        return 0 if low is None else high - low + 1
 
     def backlog(self) -> Backlog:
         count, oldest = self._conn.execute(
@@ -112,8 +134,50 @@ class Journal:
         with immediate(self._conn) as conn:
             conn.executemany("DELETE FROM journal WHERE id = ?", [(i,) for i in ids])
 
+    # -- dead letters ----------------------------------------------------------------------
+
+    def bury(self, errors: dict[str, str]) -> None:
+        """Move rows out of the journal into dead letters, with the reason for each."""
+        now = self._now()
+        with immediate(self._conn) as conn:
+            for ident, error in errors.items():
+                conn.execute(
+                    "INSERT OR REPLACE INTO dead_letters "
+                    "SELECT id, publication, content, accepted_at, attempts, ?, ? "
+                    "FROM journal WHERE id = ?",
+                    (error, now, ident),
+                )
+                conn.execute("DELETE FROM journal WHERE id = ?", (ident,))
+
+    def dead_letter_count(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self._conn.execute(
+            "SELECT id, publication, attempts, error, failed_at FROM dead_letters "
+            "ORDER BY failed_at LIMIT ?",
+            (limit,),
+        )
+        return [DeadLetter(*row) for row in rows]
+
+    def revive(self, ids: Sequence[str] | None = None) -> int:
+        """Put dead letters (all, or these ids) back in the journal with fresh attempts."""
+        where, params = ("", []) if ids is None else _in_clause(ids)
+        with immediate(self._conn) as conn:
+            moved = conn.execute(
+                "INSERT OR IGNORE INTO journal (id, publication, content, accepted_at) "
+                f"SELECT id, publication, content, accepted_at FROM dead_letters {where}",
+                params,
+            ).rowcount
+            conn.execute(f"DELETE FROM dead_letters {where}", params)
+        return moved
+
     def close(self) -> None:
         self._conn.close()
+
+
+def _in_clause(ids: Sequence[str]) -> tuple[str, list[str]]:
+    return f"WHERE id IN ({','.join('?' * len(ids))})", list(ids)
 
 
 def _chunks(ids: Sequence[str], size: int = 500) -> list[list[str]]:

@@ -23,17 +23,27 @@ class Admission(Protocol):
 class Writes:
     """The way into the journal every write route shares: admission, then one commit."""
 
-    def __init__(self, journal: Journal, admission: Admission, retry_after: int) -> None:
+    def __init__(
+        self, journal: Journal, admission: Admission, retry_after: int, max_backlog: int
+    ) -> None:
         self._journal = journal
         self._admission = admission
         self.retry_after = retry_after
+        self.max_backlog = max_backlog
 
     def admit(self) -> None:
-        """503 + Retry-After unless the pipeline is accepting."""
+        """503 + Retry-After unless the pipeline is accepting and the journal has room."""
         accepting, why = self._admission.accepting()
         if not accepting:
             raise falcon.HTTPServiceUnavailable(
                 title="Not accepting writes", description=why, retry_after=self.retry_after
+            )
+        if self._journal.backlog_bound() >= self.max_backlog:
+            # Backpressure: the mesh is behind; refuse rather than grow without bound.
+            raise falcon.HTTPServiceUnavailable(
+                title="Backlog full",
+                description=f"{self.max_backlog} articles are waiting; try again later",
+                retry_after=self.retry_after,
             )
 
     def journal(self, entries: list[Entry]) -> None:

@@ -21,7 +21,7 @@ from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
 from common.messages import Ack, Extraction, decode, encode
-from common.sockets import open_socket
+from common.sockets import LedgerReplies, open_socket
 from common.store import Store
 from store import open_store
 
@@ -34,7 +34,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
     store = open_store(settings)
     context = zmq.Context()
     inbox = open_socket(context, zmq.PULL, settings.results_out_endpoint, bind=False)
-    acks = Acknowledger(context)
+    replies = LedgerReplies(context)
     counters = {"committed": 0, "duplicates": 0, "commits": 0}
     control = ControlLink(settings, "saver", lambda: dict(counters)).start()
     log.info("saver up", extra={"store": settings.store})
@@ -50,11 +50,11 @@ def run(settings: Settings, stop: StopFlag) -> None:
             counters["commits"] += 1
             counters["committed"] += len(counted)
             counters["duplicates"] += len(batch) - len(counted)
-            acks.send(batch)
+            _acknowledge(replies, batch)
     finally:
         control.stop()
         inbox.close()
-        acks.close()
+        replies.close()
         context.term()
         store.close()
         log.info("saver stopped")
@@ -105,32 +105,13 @@ def _commit(store: Store, batch: list[Extraction], stop: StopFlag) -> list[str] 
         delay = min(delay * 2, MAX_RETRY_SECONDS)
 
 
-class Acknowledger:
-    """One PUSH socket per ledger endpoint, opened on first use."""
-
-    def __init__(self, context: zmq.Context) -> None:
-        self._context = context
-        self._sockets: dict[str, zmq.Socket] = {}
-
-    def send(self, batch: list[Extraction]) -> None:
-        by_ledger: dict[str, list[str]] = {}
-        for result in batch:
-            by_ledger.setdefault(result.ack_to, []).append(result.id)
-        for endpoint, ids in by_ledger.items():
-            socket = self._sockets.get(endpoint)
-            if socket is None:
-                socket = open_socket(self._context, zmq.PUSH, endpoint, bind=False)
-                socket.setsockopt(zmq.SNDTIMEO, 1000)
-                self._sockets[endpoint] = socket
-            try:
-                socket.send(encode(Ack(ids)))
-            except zmq.Again:
-                # The ledger is away; it will re-send these and the re-delivery is a no-op.
-                log.warning("ack not delivered", extra={"ledger": endpoint, "articles": len(ids)})
-
-    def close(self) -> None:
-        for socket in self._sockets.values():
-            socket.close()
+def _acknowledge(replies: LedgerReplies, batch: list[Extraction]) -> None:
+    by_ledger: dict[str, list[str]] = {}
+    for result in batch:
+        by_ledger.setdefault(result.ack_to, []).append(result.id)
+    for endpoint, ids in by_ledger.items():
+        if not replies.send(endpoint, encode(Ack(ids))):
+            log.warning("ack not delivered", extra={"ledger": endpoint, "articles": len(ids)})
 
 
 def main() -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import falcon.testing
+import msgspec
 import pytest
 
 from common.messages import article_id
-from tests.unit.frontend.conftest import KEY, journaled
+from services.frontend.app import create_app
+from tests.unit.frontend.conftest import KEY, Gate, journaled
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 JSON = {"Content-Type": "application/json", **AUTH}
@@ -181,3 +184,21 @@ def test_writes_are_refused_while_not_accepting(client, journal, gate, settings)
     assert journaled(journal) == []
     gate.why = ""
     assert client.simulate_post("/articles", body=dumps(GOOD), headers=JSON).status_code == 202
+
+
+def test_a_full_backlog_is_503_with_retry_after(client, journal, settings):
+    batch = [{**GOOD, "id": f"b{i}"} for i in range(5)]
+    assert client.simulate_post("/articles", body=dumps(batch), headers=JSON).status_code == 202
+    full = create_app(
+        msgspec.structs.replace(settings, max_backlog=5),
+        journal,
+        None,
+        Gate(),  # type: ignore[arg-type]
+    )
+    result = falcon.testing.TestClient(full).simulate_post(
+        "/articles", body=dumps({**GOOD, "id": "late"}), headers=JSON
+    )
+    assert result.status_code == 503
+    assert result.json["title"] == "Backlog full"
+    assert result.headers["Retry-After"] == str(settings.retry_after_seconds)
+    assert "late" not in journaled(journal)

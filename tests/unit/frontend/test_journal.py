@@ -52,3 +52,29 @@ def test_attempts_are_recorded(tmp_path: Path):
     journal.record_attempts(["id1"])
     journal.record_attempts(["id1"])
     assert [r.attempts for r in journal.after(0, 10)] == [0, 2]
+
+
+def test_backlog_bound_is_an_upper_bound(tmp_path: Path):
+    journal = Journal(tmp_path / "j.sqlite3")
+    assert journal.backlog_bound() == 0
+    journal.append(entries(5))
+    assert journal.backlog_bound() == 5
+    journal.delete(["id1", "id2"])
+    assert journal.backlog().articles == 3 <= journal.backlog_bound()
+    journal.delete(["id0"])
+    assert journal.backlog_bound() == 2
+
+
+def test_bury_and_revive(tmp_path: Path):
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal.append(entries(3))
+    journal.record_attempts(["id1"])
+    journal.bury({"id1": "ValueError: boom"})
+    assert [r.id for r in journal.after(0, 10)] == ["id0", "id2"]
+    (letter,) = journal.dead_letters()
+    assert (letter.id, letter.attempts, letter.error) == ("id1", 1, "ValueError: boom")
+    assert journal.revive(["nope"]) == 0
+    assert journal.revive(["id1"]) == 1
+    revived = journal.rows(["id1"])[0]
+    assert revived.attempts == 0 and revived.seq > journal.rows(["id2"])[0].seq
+    assert journal.dead_letter_count() == 0
