@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from common.config import Settings, load_settings
 from services.control import mesh
 from services.frontend.journal import Journal
-from tests.conftest import free_port
+from store import open_store
+from tests.conftest import expected_counts, free_port
 
 
 class RunningMesh:
@@ -101,3 +105,39 @@ def running_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMe
     running = start_mesh(tmp_path_factory.mktemp("mesh"))
     yield running
     stop_mesh(running)
+
+
+def ingest(running: RunningMesh, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).with_name("ingest")), *args]
+    env = {**os.environ, **running.settings.to_environ()}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def mesh_pids(running: RunningMesh) -> set[int]:
+    pids = {running.process.pid}
+    for stage in mesh.STAGES:
+        for pid in mesh.circus(running.settings, "list", name=stage)["pids"]:
+            pids.add(pid)
+            pids.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+    return pids
+
+
+def assert_exactly_counted(running: RunningMesh, accepted: dict[str, dict], extractor) -> None:
+    """Journal empty; every accepted id has a marker; counts equal spaCy's on those texts."""
+    journal = Journal(running.settings.journal_path)
+    try:
+        assert journal.backlog().articles == 0
+    finally:
+        journal.close()
+    store = open_store(running.settings)
+    try:
+        ids = sorted(accepted)
+        assert store.counted(ids) == set(ids)
+        want_articles, want_entities = expected_counts(extractor, accepted.values())
+        publications = store.publications(limit=10_000)
+        assert {p.name: p.articles for p in publications} == dict(want_articles)
+        for pub, want in want_entities.items():
+            page = store.top_entities(pub, limit=100_000)
+            assert {e.key: e.count for e in page.entities} == dict(want)
+    finally:
+        store.close()

@@ -86,3 +86,59 @@ class SteadyLoad:
 
     def accepted_after(self, moment: float) -> list[Response]:
         return [r for r in self.responses if r.started >= moment and 200 <= r.status < 300]
+
+
+class RetryingLoad:
+    """Posts a fixed list of articles (with client ids) in batches from a thread, at a
+    steady pace, retrying a batch on 503 (after Retry-After) or a broken connection until
+    it is accepted, as a well-behaved client does. Any other 5xx is recorded as an error.
+    """
+
+    def __init__(
+        self, url: str, key: str, articles: list[dict], *, batch: int = 10, interval: float = 0.1
+    ) -> None:
+        self.url, self.key = url, key
+        self.batches = [articles[i : i + batch] for i in range(0, len(articles), batch)]
+        self.interval = interval
+        self.accepted: dict[str, dict] = {}
+        self.retries = 0
+        self.server_errors: list[str] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> RetryingLoad:
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the load did not finish in time"
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30.0) as client:
+            for batch in self.batches:
+                self._post_until_accepted(client, batch)
+                time.sleep(self.interval)
+
+    def _post_until_accepted(self, client: httpx.Client, batch: list[dict]) -> None:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        while True:
+            try:
+                answer = client.post("/articles", json=batch, headers=headers)
+            except httpx.HTTPError:
+                self.retries += 1
+                time.sleep(0.2)  # a frontend worker died under us: the same batch again
+                continue
+            if answer.status_code == 202:
+                for article, ident in zip(batch, answer.json()["ids"], strict=True):
+                    self.accepted[ident] = article
+                return
+            if answer.status_code == 503:
+                self.retries += 1
+                time.sleep(float(answer.headers.get("Retry-After", "1")))
+                continue
+            self.server_errors.append(f"{answer.status_code}: {answer.text[:200]}")
+            return

@@ -1,0 +1,183 @@
+"""Fault injection on the real mesh: nothing accepted is lost, nothing is counted twice."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import threading
+import time
+
+import psutil
+
+from services.control import mesh
+from tests.e2e.conftest import (
+    assert_exactly_counted,
+    ingest,
+    mesh_pids,
+    start_mesh,
+    stop_mesh,
+)
+from tests.e2e.load import RetryingLoad
+
+# Short leases, so what a dead process held comes back within seconds.
+FAULT_SETTINGS = {"lease_seconds": 5.0, "max_attempts": 20}
+RSS_BOUND_MB = 800
+
+
+def unique_articles(corpus: list[str], count: int, tag: str) -> list[dict]:
+    return [
+        {"publication": f"{tag} {i % 3}", "content": corpus[i % len(corpus)], "id": f"{tag}-{i}"}
+        for i in range(count)
+    ]
+
+
+def ledger_counters(running) -> dict[str, float]:
+    reply = mesh.control(running.settings, "status")
+    (ledger,) = [r for r in reply.reports if r.stage == "ledger"]
+    return ledger.counters
+
+
+def kill_one(running, stage: str, rng: random.Random) -> int:
+    pids = mesh.circus(running.settings, "list", name=stage)["pids"]
+    if stage == "frontend":  # a gunicorn worker, not the master holding the socket
+        pids = [child.pid for pid in pids for child in psutil.Process(pid).children()]
+    victim = rng.choice(pids)
+    psutil.Process(victim).send_signal(signal.SIGKILL)
+    return victim
+
+
+def test_chaos_sigkill_every_stage_under_load(tmp_path, corpus, extractor):
+    rng = random.Random(7)
+    running = start_mesh(tmp_path, **FAULT_SETTINGS)
+    try:
+        load = RetryingLoad(
+            running.url, running.key, unique_articles(corpus, 1500, "chaos"), interval=0.08
+        ).start()
+        stages = ["frontend", "extractor", "saver", "ledger", "saver-inlet", "control"]
+        killed: list[str] = []
+        while load.running or len(killed) < 2 * len(stages):
+            # Every stage at least once, then at random, about every 2 s.
+            order = stages if len(killed) < len(stages) else [rng.choice(stages)]
+            for stage in rng.sample(order, len(order)):
+                time.sleep(2)
+                kill_one(running, stage, rng)
+                killed.append(stage)
+        load.join(timeout=300)
+        assert set(killed) == set(stages)
+        assert load.server_errors == []
+        assert len(load.accepted) == 1500
+        running.wait_drained(timeout=400)
+        assert_exactly_counted(running, load.accepted, extractor)
+    finally:
+        stop_mesh(running)
+
+
+def test_scaling_down_and_up_under_load_loses_nothing(tmp_path, corpus, extractor):
+    running = start_mesh(tmp_path, **FAULT_SETTINGS)
+    try:
+        load = RetryingLoad(
+            running.url, running.key, unique_articles(corpus, 900, "scale"), interval=0.1
+        ).start()
+        steps = [("extractor", 3), ("saver", 2), ("extractor", 1), ("saver", 1), ("extractor", 2)]
+        for stage, count in steps * 2:
+            time.sleep(2)
+            result = ingest(running, "scale", stage, str(count))
+            assert result.returncode == 0, result.stderr
+        load.join(timeout=300)
+        assert load.server_errors == []
+        running.wait_drained(timeout=400)
+        assert_exactly_counted(running, load.accepted, extractor)
+    finally:
+        stop_mesh(running)
+
+
+def test_sqlite_store_locked_for_15s_mid_load(tmp_path, corpus, extractor):
+    running = start_mesh(tmp_path, **FAULT_SETTINGS)
+    try:
+        load = RetryingLoad(
+            running.url, running.key, unique_articles(corpus, 600, "lock"), interval=0.1
+        ).start()
+        time.sleep(4)
+        # Another connection holds the store's write lock: savers block, retry, ack nothing.
+        blocker = sqlite3.connect(running.settings.sqlite_store_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        acked_before = ledger_counters(running)["acknowledged"]
+        time.sleep(15)
+        acked_during = ledger_counters(running)["acknowledged"] - acked_before
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        load.join(timeout=300)
+        running.wait_drained(timeout=400)
+        assert acked_during <= running.settings.flush_max_articles  # at most a commit in flight
+        assert_exactly_counted(running, load.accepted, extractor)
+    finally:
+        stop_mesh(running)
+
+
+def test_burst_is_bounded_and_an_undisturbed_backlog_resends_nothing(tmp_path, corpus, extractor):
+    # 20,000 articles offered as fast as possible against a journal bound of 3,000 and a
+    # 5 s lease: 503s past the bound, flat memory, and a backlog that takes a minute to
+    # drain (far longer than the lease) without a single re-send.
+    running = start_mesh(tmp_path, lease_seconds=5.0, max_backlog=3000)
+    try:
+        offered = unique_articles(corpus, 20_000, "burst")
+        statuses: list[int] = []
+        accepted: dict[str, dict] = {}
+        peak_rss: dict[int, float] = {}
+
+        def offer(part: list[dict]) -> None:
+            import httpx
+
+            with httpx.Client(base_url=running.url, timeout=30) as client:
+                for i in range(0, len(part), 200):
+                    batch = part[i : i + 200]
+                    answer = client.post(
+                        "/articles", json=batch, headers={"Authorization": f"Bearer {running.key}"}
+                    )
+                    statuses.append(answer.status_code)
+                    if answer.status_code == 202:
+                        accepted.update(zip(answer.json()["ids"], batch, strict=True))
+
+        threads = [threading.Thread(target=offer, args=(offered[n::4],)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        pids = mesh_pids(running)
+        while any(t.is_alive() for t in threads) or running.backlog():
+            for pid in pids:
+                try:
+                    rss = psutil.Process(pid).memory_info().rss / 2**20
+                except psutil.NoSuchProcess:
+                    continue
+                peak_rss[pid] = max(peak_rss.get(pid, 0.0), rss)
+            time.sleep(0.5)
+        assert set(statuses) <= {202, 503}
+        assert 503 in statuses and 202 in statuses
+        assert 3000 <= len(accepted) < 20_000
+        assert max(peak_rss.values()) < RSS_BOUND_MB, peak_rss
+        assert ledger_counters(running)["redelivered"] == 0
+        assert_exactly_counted(running, accepted, extractor)
+    finally:
+        stop_mesh(running)
+
+
+def test_an_article_that_breaks_extraction_becomes_a_dead_letter(tmp_path, corpus, extractor):
+    running = start_mesh(tmp_path, max_attempts=3)
+    try:
+        good = unique_articles(corpus, 30, "dl")
+        # Over spaCy's nlp.max_length (1,000,000 characters): the tokenizer refuses it.
+        poison = {"publication": "dl 0", "content": "word " * 200_001, "id": "poison"}
+        answer = running.post([*good[:15], poison, *good[15:]])
+        assert answer.status_code == 202
+        running.wait_drained(timeout=120)
+        assert_exactly_counted(running, {a["id"]: a for a in good}, extractor)
+        letters = ingest(running, "dead-letters")
+        assert "poison" in letters.stdout and "E088" in letters.stdout
+        assert "attempts=3" in letters.stdout
+        assert "dead letters: 1" in ingest(running, "status").stdout
+        retried = ingest(running, "retry-dead")
+        assert "1 dead letter(s) back" in retried.stdout
+        running.wait_drained(timeout=60)
+        assert "1 dead letter(s)" in ingest(running, "dead-letters").stdout
+    finally:
+        stop_mesh(running)
