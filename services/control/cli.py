@@ -13,7 +13,7 @@ import time
 
 from common.config import ConfigError, Settings, load_settings
 from common.store import UnknownPublication
-from services.control import mesh
+from services.control import load, mesh
 from services.frontend.journal import Journal
 from store import open_store
 
@@ -172,6 +172,11 @@ def _dead_letter_count(settings: Settings) -> int:
         journal.close()
 
 
+def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
+    # The whole tool (formats, batching, retries, summary) lives in services/control/load.py.
+    return load.command(settings, args)
+
+
 def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
     for name, value in sorted(mesh.environ(settings).items()):
         if name.startswith(("INGEST_", "MESH_")) or name == "PYTHONPATH":
@@ -233,6 +238,12 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "env", help="print the environment circus.ini reads (for circusd/circusctl by hand)"
     ).set_defaults(run=cmd_env)
+
+    load_dataset = commands.add_parser(
+        "load", help="post a dataset (JSONL, CSV, text, or the Lee corpus) and measure"
+    )
+    load.add_arguments(load_dataset)
+    load_dataset.set_defaults(run=cmd_load)
     return top
 
 
