@@ -512,8 +512,13 @@ class Loader:
         self.result.started = time.monotonic()
         for worker in workers:
             worker.start()
+        batch_size = self.options.batch_size
+        if self.options.rate:
+            # The pacer spaces whole batches: keep each to about a quarter second's worth
+            # of the target rate, or a slow rate would be a burst, then a long pause.
+            batch_size = min(batch_size, max(1, math.ceil(self.options.rate / 4)))
         try:
-            for item in batches(rows, self.options.batch_size, self.options.max_body_bytes):
+            for item in batches(rows, batch_size, self.options.max_body_bytes):
                 if self._stop.is_set():
                     break
                 if self.options.duration and self._elapsed() > self.options.duration:
@@ -703,6 +708,8 @@ def wait_drained(
     console = console or Console(stderr=True)
 
     def progress(left: int, elapsed: float) -> None:
+        if elapsed < 1.0:
+            return  # the first look can predate the last commits: not worth printing
         what = "waiting for a ledger report" if left < 0 else f"{left} article(s) left"
         console.print(f"draining: {what} after {elapsed:.0f} s")
 
@@ -735,7 +742,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="posting threads")
     parser.add_argument("--batch-size", type=int, default=100, help="articles per POST")
     parser.add_argument(
-        "--rate", type=float, help="target articles/s (default: as fast as it goes)"
+        "--rate",
+        type=float,
+        help="target articles/s (default: as fast as it goes); batches shrink to a quarter "
+        "second's worth",
     )
     parser.add_argument("--limit", type=int, help="post at most N articles")
     parser.add_argument(

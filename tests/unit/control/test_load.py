@@ -314,3 +314,12 @@ def test_unreachable_mesh_is_a_clear_error() -> None:
     opts = LoadOptions(url="http://mesh.test", api_key="key", transport=httpx.MockTransport(refuse))
     with pytest.raises(LoadError, match=r"not reachable at http://mesh\.test"):
         run_load([Article("P", "t")], opts)
+
+
+def test_rate_paces_small_batches() -> None:
+    frontend = FakeFrontend()
+    rows = [Article("P", f"t{i}") for i in range(30)]
+    result = run_load(rows, options(frontend, batch_size=100, rate=40.0))
+    # 40 articles/s: batches of 10 (a quarter second each), the 2nd and 3rd wait their turn.
+    assert [len(b) for b in frontend.received] == [10, 10, 10]
+    assert result.accepted == 30 and result.seconds >= 0.45
