@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run stop test lint format clean
+.PHONY: install run run-firestore stop stop-firestore test lint format clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,13 @@ install: $(BIN)/.installed
 ## Start the whole mesh under Circus on the embedded SQLite store (data in ./var).
 run: install
 	$(BIN)/ingest up
+
+## The same mesh on Google's Firestore emulator (needs gcloud + the emulator component).
+run-firestore: install
+	INGEST_CONFIG=config/firestore-emulator.toml $(BIN)/ingest up
+
+stop-firestore: install
+	INGEST_CONFIG=config/firestore-emulator.toml $(BIN)/ingest down
 
 stop: install
 	$(BIN)/ingest down

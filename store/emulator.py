@@ -156,3 +156,39 @@ class FirestoreEmulator:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def main() -> None:
+    """Run the emulator in the foreground until SIGTERM, for Circus.
+
+    Circus watches this process, not `gcloud`: gcloud's wrapper starts a JVM that Circus's
+    stop signal does not reach, and that would outlive the mesh. Here SIGTERM ends the
+    emulator's whole process group.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m store.emulator")
+    parser.add_argument("--host-port", required=True, help="127.0.0.1:PORT")
+    args = parser.parse_args()
+    host, _, port = args.host_port.rpartition(":")
+    if host not in ("127.0.0.1", "localhost"):
+        parser.error("the emulator binds loopback only: --host-port 127.0.0.1:PORT")
+    stopping = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    emulator = FirestoreEmulator.start(port=int(port))
+    print(f"Firestore emulator ready on {emulator.host}", flush=True)
+    try:
+        while not stopping and emulator.process.poll() is None:
+            time.sleep(0.5)
+    finally:
+        emulator.stop()
+
+
+if __name__ == "__main__":
+    main()

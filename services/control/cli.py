@@ -22,6 +22,8 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     key = mesh.prepare(settings)
     process = mesh.start(settings, daemon=not args.foreground)
     mesh.wait_until_serving(settings, timeout=args.timeout)
+    if settings.run_firestore_emulator:
+        mesh.wait_for_emulator(settings, timeout=args.timeout)
     # The pipeline state survives restarts (a stopped mesh stays stopped); `up` means
     # "accept writes".
     mesh.set_state(settings, "resume")

@@ -22,6 +22,7 @@ from common.control import encode as encode_control
 ROOT = Path(__file__).resolve().parents[2]
 CIRCUS_INI = ROOT / "circus.ini"
 STAGES = ("control", "frontend", "ledger", "extractor", "saver-inlet", "saver")
+EMULATOR = "firestore-emulator"
 SCALABLE = ("frontend", "extractor", "saver")
 
 
@@ -35,6 +36,7 @@ def environ(settings: Settings) -> dict[str, str]:
     env.update(settings.to_environ())
     env["MESH_PYTHON"] = sys.executable
     env["MESH_ROOT"] = str(ROOT)
+    env["MESH_FIRESTORE_EMULATOR"] = "true" if settings.run_firestore_emulator else "false"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
 
@@ -76,6 +78,20 @@ def wait_until_serving(settings: Settings, timeout: float = 120.0) -> None:
             pass
         time.sleep(0.2)
     raise MeshError(f"the frontend did not answer at {base_url(settings)} within {timeout:.0f}s")
+
+
+def wait_for_emulator(settings: Settings, timeout: float = 120.0) -> None:
+    """Wait until the Firestore emulator the mesh runs answers "Ok"."""
+    url = f"http://{settings.firestore_emulator_host}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).text.strip() == "Ok":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise MeshError(f"the Firestore emulator did not answer at {url} within {timeout:.0f}s")
 
 
 def circus(settings: Settings, command: str, timeout: float = 30.0, **properties) -> dict:
@@ -140,7 +156,7 @@ def drain(
             fresh = all(r.counters.get("journal_checked_at", 0) > started_wall for r in ledgers)
             if fresh and left == 0:
                 return 0
-        if progress and time.monotonic() - last_progress >= 1.0:
+        if progress and left > 0 and time.monotonic() - last_progress >= 1.0:
             last_progress = time.monotonic()
             progress(left, time.monotonic() - started)
         time.sleep(0.25)

@@ -33,7 +33,9 @@ def create_app(
     app.add_route("/articles", Articles(writes, intake, settings.max_body_bytes))
     app.add_route("/post/enqueue", Enqueue(writes, settings.max_body_bytes))
     app.add_route("/publications", Publications(store))
-    app.add_route("/publications/{name}/entities", Entities(store))
+    entities = Entities(store)
+    app.add_route("/publications/{name}/entities", entities)
+    app.add_route("/entities", entities, suffix="query")
     app.add_route("/health", Health())
     return app
 

@@ -116,10 +116,17 @@ class Publications:
 
 
 class Entities:
-    """GET /publications/{name}/entities: top entities by count, ties by text, paged."""
+    """GET /publications/{name}/entities: top entities by count, ties by text, paged.
+
+    Also GET /entities?publication=NAME, for names a path cannot carry (such as "a/b":
+    gunicorn decodes %2F before routing).
+    """
 
     def __init__(self, store: Store) -> None:
         self._store = store
+
+    def on_get_query(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.on_get(req, resp, req.get_param("publication", required=True))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000, default=20)

@@ -41,7 +41,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
     try:
         while not stop:
             # Results: gather one flush worth, commit it, then acknowledge it.
-            batch = _collect(inbox, settings.flush_max_articles, settings.flush_seconds)
+            batch = _collect(inbox, settings.flush_max_articles, settings.flush_interval)
             if not batch:
                 continue
             counted = _commit(store, batch, stop)

@@ -1,0 +1,38 @@
+"""The read API through the Falcon app, on a real SQLite store."""
+
+from __future__ import annotations
+
+from common.messages import Entity, Extraction, entity_key
+
+
+def commit(store, ident: str, pub: str, *texts: str) -> None:
+    entities = [Entity(entity_key(t, "ORG"), t, "ORG", 1) for t in texts]
+    store.commit([Extraction(ident, pub, entities, "tcp://127.0.0.1:1")])
+
+
+def test_publications_and_entities(client, store):
+    commit(store, "a1", "Daily", "Qantas", "BHP")
+    commit(store, "a2", "Daily", "Qantas")
+    commit(store, "b1", "a/b", "Telstra")
+    assert client.simulate_get("/publications").json == {
+        "publications": [{"name": "Daily", "articles": 2}, {"name": "a/b", "articles": 1}]
+    }
+    page = client.simulate_get("/publications/Daily/entities", params={"limit": "1"}).json
+    assert [e["text"] for e in page["entities"]] == ["Qantas"]
+    rest = client.simulate_get(
+        "/publications/Daily/entities", params={"cursor": page["next_cursor"]}
+    ).json
+    assert [e["text"] for e in rest["entities"]] == ["BHP"] and rest["next_cursor"] is None
+    slashed = client.simulate_get("/entities", params={"publication": "a/b"}).json
+    assert [e["text"] for e in slashed["entities"]] == ["Telstra"]
+
+
+def test_read_errors(client, store):
+    commit(store, "a1", "Daily", "Qantas")
+    assert client.simulate_get("/publications/Nope/entities").status_code == 404
+    assert client.simulate_get("/entities").status_code == 400  # publication is required
+    bad_cursor = client.simulate_get("/publications/Daily/entities", params={"cursor": "!!"})
+    assert bad_cursor.status_code == 400 and bad_cursor.json["title"] == "Invalid cursor"
+    too_many = client.simulate_get("/publications/Daily/entities", params={"limit": "100000"})
+    assert too_many.status_code == 400
+    assert client.simulate_get("/health").json == {"status": "ok"}
