@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sqlite3
@@ -107,6 +108,37 @@ def test_sqlite_store_locked_for_15s_mid_load(tmp_path, corpus, extractor):
         acked_during = ledger_counters(running)["acknowledged"] - acked_before
         blocker.execute("ROLLBACK")
         blocker.close()
+        load.join(timeout=300)
+        running.wait_drained(timeout=400)
+        assert acked_during <= running.settings.flush_max_articles  # at most a commit in flight
+        assert_exactly_counted(running, load.accepted, extractor)
+    finally:
+        stop_mesh(running)
+
+
+def test_firestore_frozen_for_15s_mid_load(firestore_emulator, tmp_path, corpus, extractor):
+    # SIGSTOP keeps the emulator's data but answers nothing: clients see deadlines expire.
+    firestore_emulator.reset()
+    running = start_mesh(
+        tmp_path,
+        store="firestore",
+        firestore_project=firestore_emulator.project,
+        firestore_emulator_host=firestore_emulator.host,
+        **FAULT_SETTINGS,
+    )
+    try:
+        load = RetryingLoad(
+            running.url, running.key, unique_articles(corpus, 600, "freeze"), interval=0.1
+        ).start()
+        time.sleep(4)
+        group = os.getpgid(firestore_emulator.process.pid)
+        os.killpg(group, signal.SIGSTOP)
+        try:
+            acked_before = ledger_counters(running)["acknowledged"]
+            time.sleep(15)
+            acked_during = ledger_counters(running)["acknowledged"] - acked_before
+        finally:
+            os.killpg(group, signal.SIGCONT)
         load.join(timeout=300)
         running.wait_drained(timeout=400)
         assert acked_during <= running.settings.flush_max_articles  # at most a commit in flight

@@ -6,9 +6,9 @@ from collections import Counter
 
 import httpx
 
-from store.sqlite import SqliteStore
+from store import open_store
 from tests.conftest import expected_counts
-from tests.e2e.conftest import RunningMesh
+from tests.e2e.conftest import RunningMesh, start_mesh, stop_mesh
 
 
 def stored_counts(running: RunningMesh) -> tuple[Counter, dict[str, Counter]]:
@@ -34,6 +34,26 @@ def stored_counts(running: RunningMesh) -> tuple[Counter, dict[str, Counter]]:
 
 
 def test_corpus_is_counted_exactly_once(running_mesh, corpus_articles, extractor):
+    check_corpus_counted_once(running_mesh, corpus_articles, extractor)
+
+
+def test_corpus_is_counted_exactly_once_on_firestore(
+    firestore_emulator, tmp_path, corpus_articles, extractor
+):
+    firestore_emulator.reset()
+    running = start_mesh(
+        tmp_path,
+        store="firestore",
+        firestore_project=firestore_emulator.project,
+        firestore_emulator_host=firestore_emulator.host,
+    )
+    try:
+        check_corpus_counted_once(running, corpus_articles, extractor)
+    finally:
+        stop_mesh(running)
+
+
+def check_corpus_counted_once(running_mesh: RunningMesh, corpus_articles, extractor) -> None:
     # Posted in batches of 50, with the first batch sent twice: duplicates count once.
     batches = [corpus_articles[i : i + 50] for i in range(0, len(corpus_articles), 50)]
     accepted_ids: set[str] = set()
@@ -53,7 +73,7 @@ def test_corpus_is_counted_exactly_once(running_mesh, corpus_articles, extractor
     assert got_articles == want_articles
     assert got_entities == want_entities
 
-    store = SqliteStore(running_mesh.settings.sqlite_store_path)
+    store = open_store(running_mesh.settings)
     try:
         assert store.counted(sorted(accepted_ids)) == accepted_ids
     finally:
