@@ -170,3 +170,70 @@ class ControlLink:
         # If the control server is away, the next heartbeat will do.
         with contextlib.suppress(zmq.Again):
             reports.send(encode(report), zmq.NOBLOCK)
+
+
+class ControlUnavailable(RuntimeError):
+    """The control server did not answer: the mesh is not running, or control is down."""
+
+
+def ask(settings: Settings, name: str, *, wait: float = 5.0, timeout: float | None = None) -> Reply:
+    """Send one command to the control server and return its reply.
+
+    A fresh REQ socket per call: a REQ that timed out cannot be reused, and commands are
+    rare (the CLI, a dashboard refresh every few seconds).
+    """
+    context = zmq.Context.instance()
+    request = context.socket(zmq.REQ)
+    request.setsockopt(zmq.LINGER, 0)
+    request.connect(settings.control_command_endpoint)
+    try:
+        request.send(encode(Command(name, wait=wait)))  # type: ignore[arg-type]
+        if not request.poll(int((timeout if timeout is not None else wait + 5.0) * 1000)):
+            raise ControlUnavailable(
+                f"no answer from the control server at {settings.control_command_endpoint}"
+            )
+        reply = decode(request.recv())
+    finally:
+        request.close()
+    if not isinstance(reply, Reply):
+        raise ControlUnavailable(f"unexpected answer from the control server: {reply!r}")
+    return reply
+
+
+class MeshSummary(msgspec.Struct, frozen=True):
+    """The whole mesh at a glance, from the processes' last reports."""
+
+    state: StateName
+    seq: int
+    processes: dict[str, int]  # live processes per stage (frontend: gunicorn workers)
+    backlog: int  # journal rows not yet acknowledged, all ledgers
+    oldest_age_seconds: float
+    dead_letters: int
+    redelivered: int
+    extracted: int  # since each process started
+    committed: int
+    acknowledged_per_second: float
+
+
+def summarize(reply: Reply) -> MeshSummary:
+    def total(stage: str, counter: str) -> float:
+        return sum(r.counters.get(counter, 0) for r in reply.reports if r.stage == stage)
+
+    processes: dict[str, int] = {}
+    for report in reply.reports:
+        processes[report.stage] = processes.get(report.stage, 0) + 1
+    ledgers = [r for r in reply.reports if r.stage == "ledger"]
+    return MeshSummary(
+        state=reply.state.name,
+        seq=reply.state.seq,
+        processes=processes,
+        backlog=int(total("ledger", "backlog")),
+        oldest_age_seconds=max(
+            (r.counters.get("oldest_age_seconds", 0.0) for r in ledgers), default=0.0
+        ),
+        dead_letters=int(total("ledger", "dead_letters")),
+        redelivered=int(total("ledger", "redelivered")),
+        extracted=int(total("extractor", "extracted")),
+        committed=int(total("saver", "committed")),
+        acknowledged_per_second=total("ledger", "ack_rate"),
+    )

@@ -12,6 +12,7 @@ import sys
 import time
 
 from common.config import ConfigError, Settings, load_settings
+from common.control import summarize
 from common.store import UnknownPublication
 from services.control import load, mesh
 from services.frontend.journal import Journal
@@ -91,26 +92,26 @@ def cmd_drain(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     processes = mesh.process_counts(settings)
-    reply = mesh.control(settings, "status")
-    ledgers = [r for r in reply.reports if r.stage == "ledger"]
-    print(f"pipeline: {reply.state.name} (seq {reply.state.seq})")
+    summary = summarize(mesh.control(settings, "status"))
+    print(f"pipeline: {summary.state} (seq {summary.seq})")
     print("processes:")
     for stage, count in processes.items():
-        live = sum(1 for r in reply.reports if r.stage == stage)
-        detail = f" ({live} gunicorn workers)" if stage == "frontend" else ""
+        workers = summary.processes.get("frontend", 0)
+        detail = f" ({workers} gunicorn workers)" if stage == "frontend" else ""
         print(f"  {stage:<12} {count}{detail}")
-    if ledgers:
-        backlog = sum(int(r.counters.get("backlog", 0)) for r in ledgers)
-        oldest = max(r.counters.get("oldest_age_seconds", 0.0) for r in ledgers)
-        redelivered = sum(int(r.counters.get("redelivered", 0)) for r in ledgers)
-        dead = sum(int(r.counters.get("dead_letters", 0)) for r in ledgers)
-        print(f"journal: {backlog} unacknowledged, oldest {oldest:.1f}s, re-sent {redelivered}")
-        print(f"dead letters: {dead}" + (" (see `ingest dead-letters`)" if dead else ""))
+    if "ledger" in summary.processes:
+        print(
+            f"journal: {summary.backlog} unacknowledged, oldest "
+            f"{summary.oldest_age_seconds:.1f}s, re-sent {summary.redelivered}"
+        )
+        hint = " (see `ingest dead-letters`)" if summary.dead_letters else ""
+        print(f"dead letters: {summary.dead_letters}{hint}")
     else:
         print("journal: no ledger is reporting")
-    extracted = sum(int(r.counters.get("extracted", 0)) for r in reply.reports)
-    committed = sum(int(r.counters.get("committed", 0)) for r in reply.reports)
-    print(f"since start: extracted {extracted}, committed {committed}")
+    print(
+        f"since start: extracted {summary.extracted}, committed {summary.committed}, "
+        f"{summary.acknowledged_per_second:.1f} articles/s"
+    )
     store = open_store(settings)
     try:
         publications = store.publications(limit=1_000_000)

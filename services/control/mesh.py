@@ -11,13 +11,10 @@ from pathlib import Path
 
 import httpx
 import psutil
-import zmq
 from circus.client import CircusClient
 
 from common.config import Settings
-from common.control import Command, Reply
-from common.control import decode as decode_control
-from common.control import encode as encode_control
+from common.control import ControlUnavailable, Reply, ask
 
 ROOT = Path(__file__).resolve().parents[2]
 CIRCUS_INI = ROOT / "circus.ini"
@@ -196,20 +193,7 @@ def _scale_gunicorn(settings: Settings, count: int) -> tuple[int, int]:
 
 def control(settings: Settings, name: str, wait: float = 5.0) -> Reply:
     """Send one command to the control server and return its reply."""
-    context = zmq.Context.instance()
-    socket = context.socket(zmq.REQ)
-    socket.setsockopt(zmq.LINGER, 0)
-    socket.connect(settings.control_command_endpoint)
     try:
-        socket.send(encode_control(Command(name, wait=wait)))  # type: ignore[arg-type]
-        if not socket.poll(int((wait + 5.0) * 1000)):
-            raise MeshError(
-                "the mesh is not running (no answer from the control server at "
-                f"{settings.control_command_endpoint})"
-            )
-        reply = decode_control(socket.recv())
-    finally:
-        socket.close()
-    if not isinstance(reply, Reply):
-        raise MeshError(f"unexpected answer from the control server: {reply!r}")
-    return reply
+        return ask(settings, name, wait=wait)
+    except ControlUnavailable as exc:
+        raise MeshError(f"the mesh is not running ({exc})") from exc

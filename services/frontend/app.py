@@ -6,7 +6,7 @@ from __future__ import annotations
 import falcon
 
 from common.config import Settings, load_settings
-from common.control import ControlLink
+from common.control import ControlLink, MeshSummary, ask, summarize
 from common.store import Store
 from services.frontend.auth import ApiKeyAuth
 from services.frontend.intake import Intake
@@ -17,14 +17,21 @@ from services.frontend.resources import (
     Enqueue,
     Entities,
     Health,
+    MeshStatus,
     Publications,
+    Ready,
+    Status,
     Writes,
 )
 from store import open_store
 
 
 def create_app(
-    settings: Settings, journal: Journal, store: Store, admission: Admission
+    settings: Settings,
+    journal: Journal,
+    store: Store,
+    admission: Admission,
+    mesh_status: MeshStatus,
 ) -> falcon.App:
     app = falcon.App(middleware=[ApiKeyAuth(settings.load_api_keys())])
     app.req_options.strip_url_path_trailing_slash = True
@@ -37,6 +44,8 @@ def create_app(
     app.add_route("/publications/{name}/entities", entities)
     app.add_route("/entities", entities, suffix="query")
     app.add_route("/health", Health())
+    app.add_route("/ready", Ready(admission, mesh_status, store))
+    app.add_route("/status", Status(mesh_status))
     return app
 
 
@@ -44,4 +53,8 @@ def get_app() -> falcon.App:
     settings = load_settings()
     journal = Journal(settings.journal_path, synchronous=settings.journal_synchronous)
     control = ControlLink(settings, "frontend").start()
-    return create_app(settings, journal, open_store(settings), control)
+
+    def mesh_status() -> MeshSummary:
+        return summarize(ask(settings, "status", timeout=1.0))
+
+    return create_app(settings, journal, open_store(settings), control, mesh_status)

@@ -174,6 +174,7 @@ class Ledger:
             "dead_letters": self.journal.dead_letter_count(),
             "in_flight": len(self.in_flight),
             "window": self.current_window(),
+            "ack_rate": self._rate.per_second() or 0.0,
             **self.counts,
         }
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Protocol
 
 import falcon
 import msgspec
 
+from common.control import ControlUnavailable, MeshSummary
 from common.store import InvalidCursor, Store, UnknownPublication
 from services.frontend.intake import Intake, media_type_of, readable, to_entry
 from services.frontend.journal import Entry, Journal
@@ -147,6 +149,64 @@ class Health:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"status": "ok"}
+
+
+MeshStatus = Callable[[], MeshSummary]
+
+
+class Status:
+    """GET /status: the whole mesh at a glance (state, processes, backlog, rates)."""
+
+    def __init__(self, mesh_status: MeshStatus) -> None:
+        self._mesh_status = mesh_status
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            resp.media = msgspec.to_builtins(self._mesh_status())
+        except ControlUnavailable as exc:
+            raise falcon.HTTPServiceUnavailable(
+                title="Control unavailable", description=str(exc), retry_after=1
+            ) from exc
+
+
+class Ready:
+    """GET /ready: 200 when this worker may take writes and everything behind it works;
+    503 naming each failed check otherwise."""
+
+    def __init__(self, admission: Admission, mesh_status: MeshStatus, store: Store) -> None:
+        self._admission = admission
+        self._mesh_status = mesh_status
+        self._store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        checks = {
+            "accepting": self._accepting(),
+            "ledger": self._ledger(),
+            "store": self._store_reachable(),
+        }
+        failed = {name: why for name, why in checks.items() if why}
+        resp.media = {"ready": not failed, "checks": {k: v or "ok" for k, v in checks.items()}}
+        if failed:
+            resp.status = falcon.HTTP_503
+            resp.append_header("Retry-After", "1")
+
+    def _accepting(self) -> str:
+        accepting, why = self._admission.accepting()
+        return "" if accepting else why
+
+    def _ledger(self) -> str:
+        try:
+            summary = self._mesh_status()
+        except ControlUnavailable as exc:
+            return str(exc)
+        return "" if summary.processes.get("ledger") else "no ledger is reporting"
+
+    def _store_reachable(self) -> str:
+        try:
+            self._store.publications(limit=1)
+        except Exception as exc:  # any failure of the store is the answer here
+            return f"store unreachable: {type(exc).__name__}: {exc}"[:500]
+        return ""
 
 
 def read_body(req: falcon.Request, limit: int) -> bytes:

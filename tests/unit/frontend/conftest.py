@@ -7,6 +7,7 @@ import falcon.testing
 import pytest
 
 from common.config import Settings, load_settings
+from common.control import ControlUnavailable, MeshSummary
 from services.frontend.app import create_app
 from services.frontend.journal import Journal
 from store.sqlite import SqliteStore
@@ -51,9 +52,38 @@ def gate() -> Gate:
     return Gate()
 
 
+class MeshStatusBoard:
+    """What the control server would say about the mesh, set by the test (the real source
+    asks control; exercised end to end in tests/e2e)."""
+
+    def __init__(self) -> None:
+        self.summary: MeshSummary | None = MeshSummary(
+            state="accepting",
+            seq=1,
+            processes={"frontend": 2, "ledger": 1, "extractor": 2, "saver": 1},
+            backlog=3,
+            oldest_age_seconds=0.5,
+            dead_letters=0,
+            redelivered=0,
+            extracted=10,
+            committed=7,
+            acknowledged_per_second=4.5,
+        )
+
+    def __call__(self) -> MeshSummary:
+        if self.summary is None:
+            raise ControlUnavailable("no answer from the control server")
+        return self.summary
+
+
 @pytest.fixture
-def client(settings, journal, store, gate) -> falcon.testing.TestClient:
-    return falcon.testing.TestClient(create_app(settings, journal, store, gate))
+def board() -> MeshStatusBoard:
+    return MeshStatusBoard()
+
+
+@pytest.fixture
+def client(settings, journal, store, gate, board) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(settings, journal, store, gate, board))
 
 
 def journaled(journal: Journal) -> list[str]:

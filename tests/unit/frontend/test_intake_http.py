@@ -11,7 +11,7 @@ import pytest
 
 from common.messages import article_id
 from services.frontend.app import create_app
-from tests.unit.frontend.conftest import KEY, Gate, journaled
+from tests.unit.frontend.conftest import KEY, Gate, MeshStatusBoard, journaled
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 JSON = {"Content-Type": "application/json", **AUTH}
@@ -186,14 +186,15 @@ def test_writes_are_refused_while_not_accepting(client, journal, gate, settings)
     assert client.simulate_post("/articles", body=dumps(GOOD), headers=JSON).status_code == 202
 
 
-def test_a_full_backlog_is_503_with_retry_after(client, journal, settings):
+def test_a_full_backlog_is_503_with_retry_after(client, journal, store, settings):
     batch = [{**GOOD, "id": f"b{i}"} for i in range(5)]
     assert client.simulate_post("/articles", body=dumps(batch), headers=JSON).status_code == 202
     full = create_app(
         msgspec.structs.replace(settings, max_backlog=5),
         journal,
-        None,
-        Gate(),  # type: ignore[arg-type]
+        store,
+        Gate(),
+        MeshStatusBoard(),
     )
     result = falcon.testing.TestClient(full).simulate_post(
         "/articles", body=dumps({**GOOD, "id": "late"}), headers=JSON

@@ -36,3 +36,19 @@ def test_read_errors(client, store):
     too_many = client.simulate_get("/publications/Daily/entities", params={"limit": "100000"})
     assert too_many.status_code == 400
     assert client.simulate_get("/health").json == {"status": "ok"}
+
+
+def test_status_and_ready(client, gate, board):
+    status = client.simulate_get("/status")
+    assert status.status_code == 200
+    assert status.json["state"] == "accepting" and status.json["backlog"] == 3
+    ready = client.simulate_get("/ready")
+    assert ready.status_code == 200 and ready.json["ready"] is True
+    gate.why = "writes are stopped"
+    board.summary = None
+    not_ready = client.simulate_get("/ready")
+    assert not_ready.status_code == 503
+    assert not_ready.json["checks"]["accepting"] == "writes are stopped"
+    assert "control server" in not_ready.json["checks"]["ledger"]
+    assert not_ready.json["checks"]["store"] == "ok"
+    assert client.simulate_get("/status").status_code == 503
