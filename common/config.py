@@ -101,6 +101,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         return 1.0 if self.store == "firestore" else 0.25
 
     @property
+    def metrics_path(self) -> Path:
+        """Where every process of the mesh writes its Prometheus samples."""
+        return self.data_path / "metrics"
+
+    @property
     def journal_path(self) -> Path:
         return self.data_path / "journal.sqlite3"
 

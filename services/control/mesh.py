@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -33,6 +34,9 @@ def environ(settings: Settings) -> dict[str, str]:
     env.update(settings.to_environ())
     env["MESH_PYTHON"] = sys.executable
     env["MESH_ROOT"] = str(ROOT)
+    # prometheus-client reads this itself, at import: every process writes its samples
+    # there and the frontend's /metrics aggregates them.
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(settings.metrics_path)
     env["MESH_FIRESTORE_EMULATOR"] = "true" if settings.run_firestore_emulator else "false"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
@@ -53,6 +57,9 @@ def start(settings: Settings, *, daemon: bool = True) -> subprocess.Popen | None
     """Start circusd on circus.ini; a daemon returns None once it has forked."""
     if is_running(settings):
         raise MeshError(f"a mesh is already running at {settings.circus_endpoint}")
+    # A fresh metrics folder: samples of a previous run would add to this one's counters.
+    shutil.rmtree(settings.metrics_path, ignore_errors=True)
+    settings.metrics_path.mkdir(parents=True)
     command = circusd_command(daemon=daemon)
     if daemon:
         subprocess.run(command, env=environ(settings), cwd=ROOT, check=True)

@@ -14,6 +14,7 @@ import time
 
 import zmq
 
+from common import metrics
 from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
@@ -49,15 +50,16 @@ def run(settings: Settings, stop: StopFlag) -> None:
                 if isinstance(entities, str):
                     # The ledger retries it later, or sets it aside as a dead letter.
                     counters["failed"] += 1
+                    metrics.EXTRACTION_FAILURES.inc()
                     replies.send(article.ack_to, encode(Failure(article.id, entities)))
                     continue
                 counters["extracted"] += 1
+                metrics.EXTRACTED.inc()
                 result = Extraction(article.id, article.publication, entities, article.ack_to)
                 _send(outbox, encode(result), stop)
-            log.info(
-                "batch extracted",
-                extra={"articles": len(batch), "seconds": time.perf_counter() - started},
-            )
+            seconds = time.perf_counter() - started
+            metrics.BATCH_SECONDS.observe(seconds)
+            log.info("batch extracted", extra={"articles": len(batch), "seconds": seconds})
     finally:
         control.stop()
         replies.close()

@@ -11,6 +11,7 @@ from common.store import Store
 from services.frontend.auth import ApiKeyAuth
 from services.frontend.intake import Intake
 from services.frontend.journal import Journal
+from services.frontend.metrics import Metrics, RequestMetrics
 from services.frontend.resources import (
     Admission,
     Articles,
@@ -33,7 +34,7 @@ def create_app(
     admission: Admission,
     mesh_status: MeshStatus,
 ) -> falcon.App:
-    app = falcon.App(middleware=[ApiKeyAuth(settings.load_api_keys())])
+    app = falcon.App(middleware=[RequestMetrics(), ApiKeyAuth(settings.load_api_keys())])
     app.req_options.strip_url_path_trailing_slash = True
     writes = Writes(journal, admission, settings.retry_after_seconds, settings.max_backlog)
     intake = Intake(settings.max_batch)
@@ -46,6 +47,7 @@ def create_app(
     app.add_route("/health", Health())
     app.add_route("/ready", Ready(admission, mesh_status, store))
     app.add_route("/status", Status(mesh_status))
+    app.add_route("/metrics", Metrics(settings.metrics_path, mesh_status))
     return app
 
 

@@ -78,15 +78,17 @@ class Journal:
 
     # -- frontend side ------------------------------------------------------------------
 
-    def append(self, entries: Sequence[Entry]) -> None:
-        """Journal the entries in one transaction; an id already journaled is kept as is."""
+    def append(self, entries: Sequence[Entry]) -> int:
+        """Journal the entries in one transaction; an id already journaled is kept as is.
+        Returns the number of new rows."""
         now = self._now()
         with immediate(self._conn) as conn:
-            conn.executemany(
+            inserted = conn.executemany(
                 "INSERT OR IGNORE INTO journal (id, publication, content, accepted_at) "
                 "VALUES (?, ?, ?, ?)",
                 [(e.id, e.publication, e.content, now) for e in entries],
-            )
+            ).rowcount
+        return inserted
 
     def backlog_bound(self) -> int:
         """An upper bound of the rows waiting, from the seq range: O(log n), for every write."""

@@ -25,6 +25,7 @@ from collections.abc import Callable
 import msgspec
 import zmq
 
+from common import metrics
 from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
@@ -135,12 +136,15 @@ class Ledger:
             self.cursor = max(self.cursor, row.seq)
             if attempts > 1:
                 self.counts["redelivered"] += 1
+                metrics.REDELIVERED.inc()
         self.counts["dispatched"] += len(rows)
+        metrics.DISPATCHED.inc(len(rows))
 
     def acknowledged(self, ids: list[str]) -> None:
         self.journal.delete(ids)
         self._rate.add(len(ids))
         self.counts["acknowledged"] += len(ids)
+        metrics.ACKNOWLEDGED.inc(len(ids))
         for ident in ids:
             self.in_flight.pop(ident, None)
 
@@ -162,16 +166,22 @@ class Ledger:
         for ident in errors:
             self.in_flight.pop(ident, None)
         self.counts["dead_lettered"] += len(errors)
+        metrics.DEAD_LETTERED.inc(len(errors))
         log.error("dead-lettered", extra={"article_ids": sorted(errors), "errors": errors})
 
     def counters(self) -> dict[str, float]:
         """What the ledger reports to control: the journal backlog and its own counts."""
         backlog = self.journal.backlog()
+        dead_letters = self.journal.dead_letter_count()
+        metrics.BACKLOG.set(backlog.articles)
+        metrics.OLDEST_AGE.set(backlog.oldest_age_seconds or 0.0)
+        metrics.DEAD_LETTERS.set(dead_letters)
+        metrics.IN_FLIGHT.set(len(self.in_flight))
         return {
             "journal_checked_at": time.time(),  # wall clock: drain waits for a fresh look
             "backlog": backlog.articles,
             "oldest_age_seconds": backlog.oldest_age_seconds or 0.0,
-            "dead_letters": self.journal.dead_letter_count(),
+            "dead_letters": dead_letters,
             "in_flight": len(self.in_flight),
             "window": self.current_window(),
             "ack_rate": self._rate.per_second() or 0.0,

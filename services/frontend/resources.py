@@ -9,6 +9,7 @@ from typing import Protocol
 import falcon
 import msgspec
 
+from common import metrics
 from common.control import ControlUnavailable, MeshSummary
 from common.store import InvalidCursor, Store, UnknownPublication
 from services.frontend.intake import Intake, media_type_of, readable, to_entry
@@ -33,14 +34,16 @@ class Writes:
         self.retry_after = retry_after
         self.max_backlog = max_backlog
 
-    def admit(self) -> None:
+    def admit(self, req: falcon.Request) -> None:
         """503 + Retry-After unless the pipeline is accepting and the journal has room."""
         accepting, why = self._admission.accepting()
         if not accepting:
+            req.context.reject_reason = "not_accepting"
             raise falcon.HTTPServiceUnavailable(
                 title="Not accepting writes", description=why, retry_after=self.retry_after
             )
         if self._journal.backlog_bound() >= self.max_backlog:
+            req.context.reject_reason = "backlog_full"
             # Backpressure: the mesh is behind; refuse rather than grow without bound.
             raise falcon.HTTPServiceUnavailable(
                 title="Backlog full",
@@ -48,15 +51,17 @@ class Writes:
                 retry_after=self.retry_after,
             )
 
-    def journal(self, entries: list[Entry]) -> None:
+    def journal(self, req: falcon.Request, entries: list[Entry]) -> None:
         try:
-            self._journal.append(entries)
+            metrics.JOURNALED.inc(self._journal.append(entries))
         except sqlite3.OperationalError as exc:
+            req.context.reject_reason = "journal_unavailable"
             # Locked past the busy timeout or out of disk: nothing was journaled, so say
             # "try again" rather than accept what we could not keep.
             raise falcon.HTTPServiceUnavailable(
                 title="Journal unavailable", description=str(exc), retry_after=self.retry_after
             ) from exc
+        metrics.ACCEPTED.inc(len(entries))
 
 
 class Articles:
@@ -70,10 +75,10 @@ class Articles:
         self._max_body = max_body_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._writes.admit()
+        self._writes.admit(req)
         media_type = media_type_of(req.content_type)
         entries = self._intake.parse(media_type, read_body(req, self._max_body))
-        self._writes.journal(entries)
+        self._writes.journal(req, entries)
         resp.status = falcon.HTTP_202
         resp.media = {"accepted": len(entries), "ids": [e.id for e in entries]}
 
@@ -89,7 +94,7 @@ class Enqueue:
         self._decoder = msgspec.json.Decoder(EnqueueIn)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._writes.admit()
+        self._writes.admit(req)
         media_type_of(req.content_type or "application/json")
         body = read_body(req, self._max_body)
         try:
@@ -101,7 +106,7 @@ class Enqueue:
         except msgspec.DecodeError as exc:
             raise falcon.HTTPBadRequest(title="Malformed JSON", description=str(exc)) from None
         entry = to_entry(ArticleIn(publication=item.publication, content=item.content))
-        self._writes.journal([entry])
+        self._writes.journal(req, [entry])
         resp.status = falcon.HTTP_201
         resp.media = {"status": "queued", "id": entry.id}
 

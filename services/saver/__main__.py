@@ -17,6 +17,7 @@ import time
 
 import zmq
 
+from common import metrics
 from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
@@ -50,6 +51,8 @@ def run(settings: Settings, stop: StopFlag) -> None:
             counters["commits"] += 1
             counters["committed"] += len(counted)
             counters["duplicates"] += len(batch) - len(counted)
+            metrics.COMMITTED.inc(len(counted))
+            metrics.DUPLICATES.inc(len(batch) - len(counted))
             _acknowledge(replies, batch)
     finally:
         control.stop()
@@ -88,6 +91,7 @@ def _commit(store: Store, batch: list[Extraction], stop: StopFlag) -> list[str] 
         try:
             started = time.perf_counter()
             counted = store.commit(batch)
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
             log.debug(
                 "committed",
                 extra={
@@ -98,6 +102,7 @@ def _commit(store: Store, batch: list[Extraction], stop: StopFlag) -> list[str] 
             )
             return counted
         except Exception:
+            metrics.COMMIT_FAILURES.inc()
             log.exception("commit failed; retrying", extra={"articles": len(batch)})
         if stop:
             return None  # nothing acknowledged: the ledger sends it all again

@@ -123,3 +123,50 @@ def test_bad_body_through_gunicorn_is_rejected_and_not_journaled(running_mesh):
     assert response.status_code == 400
     assert "Malformed JSON" in response.json()["title"]
     assert running_mesh.backlog() == before
+
+
+def scrape(running: RunningMesh) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = running.http.get("/metrics").text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_metrics_cover_the_whole_mesh(running_mesh, corpus):
+    import time
+
+    articles = [
+        {"publication": "Metrics", "content": text, "id": f"m{i}"}
+        for i, text in enumerate(corpus[:40])
+    ]
+    before = scrape(running_mesh)
+    assert running_mesh.post(articles).status_code == 202
+    running_mesh.wait_drained(timeout=120)
+    time.sleep(1.5)  # the ledger refreshes its gauges twice a second
+    after = scrape(running_mesh)
+
+    def delta(name: str) -> float:
+        return after.get((name, ()), 0.0) - before.get((name, ()), 0.0)
+
+    # Each counter is written by a different process (frontend worker, extractors, saver,
+    # ledger): one scrape of the frontend sees them all.
+    assert delta("ingest_articles_accepted_total") == 40
+    assert delta("ingest_articles_journaled_total") == 40
+    assert delta("ingest_articles_extracted_total") >= 40
+    assert delta("ingest_articles_committed_total") == 40
+    assert delta("ingest_articles_acknowledged_total") >= 40
+    assert delta("ingest_store_commit_seconds_count") >= 1
+    assert delta("ingest_extraction_batch_seconds_count") >= 1
+    assert after[("ingest_journal_backlog_articles", ())] == 0
+    assert after[("ingest_pipeline_state", (("state", "accepting"),))] == 1
+    processes = {
+        dict(labels)["stage"]: value
+        for (name, labels), value in after.items()
+        if name == "ingest_processes"
+    }
+    assert processes["extractor"] >= 2 and processes["ledger"] == 1
+    assert processes["frontend"] == running_mesh.settings.web_workers

@@ -52,3 +52,43 @@ def test_status_and_ready(client, gate, board):
     assert "control server" in not_ready.json["checks"]["ledger"]
     assert not_ready.json["checks"]["store"] == "ok"
     assert client.simulate_get("/status").status_code == 503
+
+
+def test_metrics_count_accepted_and_rejected_writes(client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def scrape() -> dict[tuple[str, tuple], float]:
+        text = client.simulate_get("/metrics").text
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    before = scrape()
+    auth = {"Authorization": "Bearer test-key-0123456789abcdef"}
+    ok = client.simulate_post(
+        "/articles",
+        json=[{"publication": "P", "content": f"Text {i} on Canberra."} for i in range(3)],
+        headers=auth,
+    )
+    assert ok.status_code == 202
+    assert (
+        client.simulate_post("/articles", json={"publication": "P"}, headers=auth).status_code
+        == 422
+    )
+    after = scrape()
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta("ingest_articles_accepted_total") == 3
+    assert delta("ingest_articles_journaled_total") == 3
+    assert delta("ingest_requests_rejected_total", reason="invalid") == 1
+    assert (
+        delta("ingest_http_request_duration_seconds_count", route="/articles", method="POST") == 2
+    )
+    assert after[("ingest_pipeline_state", (("state", "accepting"),))] == 1
+    assert after[("ingest_processes", (("stage", "extractor"),))] == 2
+    assert after[("ingest_control_up", ())] == 1
