@@ -9,9 +9,11 @@ from common.config import Settings, load_settings
 from common.control import ControlLink, MeshSummary, ask, summarize
 from common.store import Store
 from services.frontend.auth import ApiKeyAuth
+from services.frontend.dashboard import add_dashboard
 from services.frontend.intake import Intake
 from services.frontend.journal import Journal
 from services.frontend.metrics import Metrics, RequestMetrics
+from services.frontend.openapi import OpenApi
 from services.frontend.resources import (
     Admission,
     Articles,
@@ -48,6 +50,8 @@ def create_app(
     app.add_route("/ready", Ready(admission, mesh_status, store))
     app.add_route("/status", Status(mesh_status))
     app.add_route("/metrics", Metrics(settings.metrics_path, mesh_status))
+    app.add_route("/openapi.json", OpenApi(settings))
+    add_dashboard(app)
     return app
 
 

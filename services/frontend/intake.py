@@ -14,7 +14,7 @@ from msgspec import Meta
 
 from common.messages import article_id
 from services.frontend.journal import Entry
-from services.frontend.schemas import ArticleIn
+from services.frontend.schemas import NO_SPACE, NOT_BLANK, ArticleIn
 
 JSON_TYPES = {"application/json"}
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl"}
@@ -98,8 +98,10 @@ def _decode(decoder: msgspec.json.Decoder, text: str, *, where: str):
 
 
 _REGEX_WORDS = {
-    r"Expected `str` matching regex '\\S'": "Expected a string that is not blank",
-    r"Expected `str` matching regex '^\\S+$'": "Expected a string without whitespace",
+    f"Expected `str` matching regex {NOT_BLANK!r}": "Expected a string that is not blank",
+    f"Expected `str` matching regex {NO_SPACE!r}": (
+        "Expected a string without whitespace or control characters"
+    ),
 }
 
 

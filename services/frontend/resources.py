@@ -14,7 +14,15 @@ from common.control import ControlUnavailable, MeshSummary
 from common.store import InvalidCursor, Store, UnknownPublication
 from services.frontend.intake import Intake, media_type_of, readable, to_entry
 from services.frontend.journal import Entry, Journal
-from services.frontend.schemas import ArticleIn, EnqueueIn
+from services.frontend.schemas import (
+    Accepted,
+    ArticleIn,
+    EnqueueIn,
+    HealthBody,
+    PublicationList,
+    Queued,
+    Readiness,
+)
 
 
 class Admission(Protocol):
@@ -80,7 +88,7 @@ class Articles:
         entries = self._intake.parse(media_type, read_body(req, self._max_body))
         self._writes.journal(req, entries)
         resp.status = falcon.HTTP_202
-        resp.media = {"accepted": len(entries), "ids": [e.id for e in entries]}
+        resp.media = msgspec.to_builtins(Accepted(len(entries), [e.id for e in entries]))
 
 
 class Enqueue:
@@ -108,7 +116,7 @@ class Enqueue:
         entry = to_entry(ArticleIn(publication=item.publication, content=item.content))
         self._writes.journal(req, [entry])
         resp.status = falcon.HTTP_201
-        resp.media = {"status": "queued", "id": entry.id}
+        resp.media = msgspec.to_builtins(Queued("queued", entry.id))
 
 
 class Publications:
@@ -119,7 +127,7 @@ class Publications:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000, default=100)
-        resp.media = {"publications": msgspec.to_builtins(self._store.publications(limit))}
+        resp.media = msgspec.to_builtins(PublicationList(self._store.publications(limit)))
 
 
 class Entities:
@@ -139,7 +147,8 @@ class Entities:
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000, default=20)
         label = req.get_param("label") or None
         try:
-            page = self._store.top_entities(name, limit, req.get_param("cursor"), label)
+            # An empty cursor is the first page, as an absent one is.
+            page = self._store.top_entities(name, limit, req.get_param("cursor") or None, label)
         except UnknownPublication:
             raise falcon.HTTPNotFound(
                 title="Unknown publication", description=f"no article of {name!r} is counted"
@@ -153,7 +162,7 @@ class Health:
     """GET /health: the process is up."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"status": "ok"}
+        resp.media = msgspec.to_builtins(HealthBody("ok"))
 
 
 MeshStatus = Callable[[], MeshSummary]
@@ -190,7 +199,8 @@ class Ready:
             "store": self._store_reachable(),
         }
         failed = {name: why for name, why in checks.items() if why}
-        resp.media = {"ready": not failed, "checks": {k: v or "ok" for k, v in checks.items()}}
+        verdict = Readiness(not failed, {k: v or "ok" for k, v in checks.items()})
+        resp.media = msgspec.to_builtins(verdict)
         if failed:
             resp.status = falcon.HTTP_503
             resp.append_header("Retry-After", "1")
