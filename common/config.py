@@ -49,11 +49,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     circus_endpoint: str = "tcp://127.0.0.1:5555"
     circus_pubsub_endpoint: str = "tcp://127.0.0.1:5556"
 
-    # Ledger: how many articles may be dispatched and unacknowledged at once (the window
-    # adapts between min_window and window to what the mesh acknowledges in half a lease),
-    # and how long one may stay unacknowledged before it is sent again.
+    # Ledger: how many articles may be dispatched and unacknowledged at once, and how long
+    # one may stay unacknowledged, once all dispatched before it are done, before it is sent
+    # again (doubling per attempt).
     window: int = 512
-    min_window: int = 128
     lease_seconds: float = 60.0
     # Dispatches of one article before it is set aside as a dead letter.
     max_attempts: int = 5

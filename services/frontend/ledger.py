@@ -6,9 +6,9 @@ and PUSHes at most `window` unacknowledged articles to the extractors. Savers PU
 ids they committed; the ledger deletes those rows. An article unacknowledged for a lease
 (backing off on each attempt) is sent again; the store's markers make that harmless.
 
-Bounding the work in flight is what keeps a lease meaningful: with at most `window`
-articles queued, the queueing delay is at most window / throughput, so a lease longer than
-that never mistakes a slow article for a lost one (no redelivery storm on a long backlog).
+Bounding the work in flight keeps memory flat, and a lease counts from an article's turn
+(everything dispatched before it is done), so a long queue is never mistaken for loss and a
+long backlog causes no redelivery storm.
 
     dispatch  PUSH  bind  settings.dispatch_endpoint  -> extractors (connect, PULL)
     acks      PULL  bind  settings.ack_endpoint       <- savers (connect, PUSH)
@@ -41,8 +41,15 @@ RATE_WINDOW_SECONDS = 10.0
 
 
 class Lease(msgspec.Struct):
-    deadline: float
+    """One dispatched article. Its lease clock starts only once everything dispatched before
+    it is done: an article waiting behind a long queue is late only after that."""
+
     attempts: int  # dispatches so far, this one included
+    sent_at: float
+    length: float  # this attempt's lease: lease_seconds, doubled per attempt, capped, jittered
+    ahead_done_at: int  # the ledger's `done` count at which all that was ahead of it is done
+    clock_from: float | None = None
+    retry_at: float | None = None  # an extractor reported a failure: resend at this time
 
 
 class AckRate:
@@ -69,10 +76,13 @@ class AckRate:
 class Ledger:
     """What is dispatched and not yet acknowledged; no sockets, so tests drive it directly.
 
-    The window adapts: at most as many articles in flight as the mesh acknowledges in half
-    a lease (never fewer than `min_window`, never more than `window`), so an article waits
-    in queues for well under its lease and an undisturbed run re-sends nothing, however
-    long the backlog and however short the lease.
+    Leases count from the moment an article reaches the head of the queue, not from its
+    dispatch: an article is sent again only when everything dispatched before it has been
+    acknowledged and then a full lease has passed (or nothing at all was acknowledged for
+    two leases). The lease must exceed about two extractor batches (the head of the queue
+    may wait for the batch in progress, then its own).
+    So an undisturbed run re-sends nothing however long the backlog and however short the
+    lease, and an article lost with a dead process comes back one lease after its turn.
     """
 
     def __init__(
@@ -80,7 +90,6 @@ class Ledger:
         journal: Journal,
         *,
         window: int,
-        min_window: int,
         lease_seconds: float,
         max_attempts: int,
         retry_seconds: float = 1.0,
@@ -89,36 +98,43 @@ class Ledger:
     ) -> None:
         self.journal = journal
         self.window = window
-        self.min_window = min(min_window, window)
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.retry_seconds = retry_seconds
         self.in_flight: dict[str, Lease] = {}
         self.cursor = 0  # highest journal seq ever dispatched by this ledger
         self.counts = {"dispatched": 0, "redelivered": 0, "acknowledged": 0, "dead_lettered": 0}
+        self.done = 0  # in-flight articles that left the queue (acknowledged or set aside)
+        self._last_progress = now()
         self._rate = AckRate(now)
         self._now = now
         self._jitter = jitter
 
-    def current_window(self) -> int:
-        rate = self._rate.per_second()
-        if rate is None:
-            return self.min_window
-        return max(self.min_window, min(self.window, int(rate * self.lease_seconds / 2)))
-
     def fresh(self) -> list[Row]:
         """Journal rows never dispatched, as many as the window allows."""
-        credit = self.current_window() - len(self.in_flight)
+        credit = self.window - len(self.in_flight)
         return self.journal.after(self.cursor, credit) if credit > 0 else []
 
     def due(self) -> list[Row]:
         """Rows whose lease ran out, to send again; those out of attempts are dead-lettered."""
         now = self._now()
-        late = [i for i, lease in self.in_flight.items() if lease.deadline <= now]
+        late = []
+        for ident, lease in self.in_flight.items():
+            if lease.clock_from is None and self.done >= lease.ahead_done_at:
+                lease.clock_from = now
+            if lease.retry_at is not None:
+                if now >= lease.retry_at:
+                    late.append(ident)
+            elif lease.clock_from is not None and now - lease.clock_from >= lease.length:
+                late.append(ident)
+            elif now - max(self._last_progress, lease.sent_at) >= 2 * lease.length:
+                # Nothing acknowledged at all for two leases since it was sent: what is
+                # ahead of it is lost too (or the store is down: the window bounds the cost).
+                late.append(ident)
         rows = self.journal.rows(late)
         for gone in set(late) - {row.id for row in rows}:
             # Deleted from the journal by an ack of an earlier dispatch: nothing to resend.
-            del self.in_flight[gone]
+            self._forget(gone)
         spent = [r for r in rows if r.attempts >= self.max_attempts]
         self._bury({r.id: f"not acknowledged after {r.attempts} attempts" for r in spent})
         return [r for r in rows if r.attempts < self.max_attempts]
@@ -132,7 +148,17 @@ class Ledger:
         for row in rows:
             attempts = row.attempts + 1
             factor = min(2 ** (attempts - 1), MAX_BACKOFF_FACTOR) * (1 + 0.25 * self._jitter())
-            self.in_flight[row.id] = Lease(now + self.lease_seconds * factor, attempts)
+            # A re-sent article joins the back of the queue; its earlier dispatch is not
+            # counted as done (it may still be queued), its acknowledgement will be.
+            self.in_flight.pop(row.id, None)
+            ahead = len(self.in_flight)
+            self.in_flight[row.id] = Lease(
+                attempts=attempts,
+                sent_at=now,
+                length=self.lease_seconds * factor,
+                ahead_done_at=self.done + ahead,
+                clock_from=now if ahead == 0 else None,
+            )
             self.cursor = max(self.cursor, row.seq)
             if attempts > 1:
                 self.counts["redelivered"] += 1
@@ -145,8 +171,14 @@ class Ledger:
         self._rate.add(len(ids))
         self.counts["acknowledged"] += len(ids)
         metrics.ACKNOWLEDGED.inc(len(ids))
-        for ident in ids:
-            self.in_flight.pop(ident, None)
+        if sum(self._forget(ident) for ident in ids):
+            self._last_progress = self._now()
+
+    def _forget(self, ident: str) -> bool:
+        if self.in_flight.pop(ident, None) is None:
+            return False
+        self.done += 1
+        return True
 
     def failed(self, ident: str, error: str) -> None:
         """An extractor could not process the article: retry soon, or give up on it."""
@@ -157,14 +189,14 @@ class Ledger:
             self._bury({ident: error})
         else:
             delay = min(self.retry_seconds * 2 ** (lease.attempts - 1), self.lease_seconds)
-            lease.deadline = self._now() + delay * (1 + 0.25 * self._jitter())
+            lease.retry_at = self._now() + delay * (1 + 0.25 * self._jitter())
 
     def _bury(self, errors: dict[str, str]) -> None:
         if not errors:
             return
         self.journal.bury(errors)
         for ident in errors:
-            self.in_flight.pop(ident, None)
+            self._forget(ident)
         self.counts["dead_lettered"] += len(errors)
         metrics.DEAD_LETTERED.inc(len(errors))
         log.error("dead-lettered", extra={"article_ids": sorted(errors), "errors": errors})
@@ -183,7 +215,6 @@ class Ledger:
             "oldest_age_seconds": backlog.oldest_age_seconds or 0.0,
             "dead_letters": dead_letters,
             "in_flight": len(self.in_flight),
-            "window": self.current_window(),
             "ack_rate": self._rate.per_second() or 0.0,
             **self.counts,
         }
@@ -200,7 +231,6 @@ def run(settings: Settings, stop: StopFlag) -> None:
     ledger = Ledger(
         journal,
         window=settings.window,
-        min_window=settings.min_window,
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
     )

@@ -149,9 +149,10 @@ def test_firestore_frozen_for_15s_mid_load(firestore_emulator, tmp_path, corpus,
 
 def test_burst_is_bounded_and_an_undisturbed_backlog_resends_nothing(tmp_path, corpus, extractor):
     # 20,000 articles offered as fast as possible against a journal bound of 3,000 and a
-    # 5 s lease: 503s past the bound, flat memory, and a backlog that takes a minute to
-    # drain (far longer than the lease) without a single re-send.
-    running = start_mesh(tmp_path, lease_seconds=5.0, max_backlog=3000)
+    # 10 s lease: 503s past the bound, flat memory, and a backlog that takes a minute to
+    # drain (far longer than the lease) without a single re-send. (The lease must exceed
+    # about two extractor batches, which take ~4 s each while the burst loads both cores.)
+    running = start_mesh(tmp_path, lease_seconds=10.0, max_backlog=3000)
     try:
         offered = unique_articles(corpus, 20_000, "burst")
         statuses: list[int] = []
@@ -206,7 +207,11 @@ def test_an_article_that_breaks_extraction_becomes_a_dead_letter(tmp_path, corpu
         letters = ingest(running, "dead-letters")
         assert "poison" in letters.stdout and "E088" in letters.stdout
         assert "attempts=3" in letters.stdout
-        assert "dead letters: 1" in ingest(running, "status").stdout
+        # status reads the ledger's last report, refreshed every second.
+        deadline = time.monotonic() + 10
+        while "dead letters: 1" not in ingest(running, "status").stdout:
+            assert time.monotonic() < deadline, "status never showed the dead letter"
+            time.sleep(0.5)
         retried = ingest(running, "retry-dead")
         assert "1 dead letter(s) back" in retried.stdout
         running.wait_drained(timeout=60)
