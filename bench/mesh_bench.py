@@ -32,6 +32,8 @@ import itertools
 import multiprocessing
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +41,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import psutil
 import spacy
 from rich.console import Console
@@ -65,6 +68,7 @@ CONCURRENCY, BATCH = 4, 100  # the load tool's defaults
 WARM_UP_ARTICLES = 64
 CONTEXT_SAMPLE = 100
 SINGLE_POST_SECONDS = 5.0
+PROBE_SECONDS, PROBE_RATE = 10.0, 20.0
 
 log = Console(stderr=True)
 
@@ -143,6 +147,8 @@ class MeshRun:
     rss: list[tuple[str, int, int]] = field(default_factory=list)  # (role, pid, bytes)
     intake: LoadResult | None = None
     single: LoadResult | None = None
+    saturated_ms: list[float] = field(default_factory=list)  # 1-article POSTs during NER
+    wrk: str = ""  # single-article POSTs from wrk (a C client), if installed
 
 
 def wait_for_extractors(settings: Settings, count: int, timeout: float = 180.0) -> None:
@@ -229,8 +235,11 @@ def run_mesh(
             drained(running, post(running, warm, "warm-up", WARM_UP_ARTICLES), drain_timeout)
 
             result = post(running, articles(texts, count, "bench"), label, count)
+            # While the extractors saturate both cores: how long does a POST take?
+            probe = latency_probe(running, texts, PROBE_SECONDS, PROBE_RATE)
             drained(running, result, drain_timeout)
-            run = MeshRun(label, result, stored_articles(running) - WARM_UP_ARTICLES)
+            stored = stored_articles(running) - WARM_UP_ARTICLES - len(probe)
+            run = MeshRun(label, result, stored, saturated_ms=probe)
             run.rss = mesh_rss(running)
             if intake:
                 # The frontend alone: no extraction competes for the cores. The ledger's
@@ -248,10 +257,64 @@ def run_mesh(
                     batch_size=1,
                     duration=SINGLE_POST_SECONDS,
                 )
+                run.wrk = wrk_single_posts(running)
                 mesh.circus(running.settings, "start", name="extractor", waiting=True)
             return run
         finally:
             stop_mesh(running)
+
+
+def latency_probe(
+    running: RunningMesh, texts: Sequence[str], seconds: float, rate: float
+) -> list[float]:
+    """Milliseconds of single-article POSTs sent at `rate`/s for `seconds`, one at a time."""
+    latencies: list[float] = []
+    headers = {"Authorization": f"Bearer {running.key}"}
+    with httpx.Client(base_url=running.url, timeout=30.0) as client:
+        end = time.monotonic() + seconds
+        for n in itertools.count():
+            if time.monotonic() >= end:
+                break
+            body = {"publication": "Probe", "content": texts[n % len(texts)], "id": f"probe-{n}"}
+            started = time.perf_counter()
+            answer = client.post("/articles", json=body, headers=headers)
+            latencies.append((time.perf_counter() - started) * 1000)
+            assert answer.status_code == 202, answer.text
+            time.sleep(max(0.0, 1 / rate - (time.perf_counter() - started)))
+    return latencies
+
+
+WRK_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"publication": "Wrk", "content": "Angela Merkel met Emmanuel Macron in ' ..
+    'Paris, talk ' .. counter .. '.", "id": "wrk-' .. counter .. '-' .. math.random(1e9) .. '"}'
+  return wrk.format("POST", "/articles", {["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer KEY"}, body)
+end
+"""
+
+
+def wrk_single_posts(running: RunningMesh) -> str:
+    """Requests/s and p99 of single-article POSTs from wrk (8 connections, 5 s), or why not.
+
+    A C client: the Python load tool, with its GIL, is itself the bottleneck for tiny POSTs.
+    """
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return "wrk not installed (apt-get install wrk)"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT.replace("KEY", running.key))
+        script.flush()
+        output = subprocess.run(
+            [wrk, "-t2", "-c8", "-d5s", "--latency", "-s", script.name, running.url + "/"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+    rate = next(line.split()[-1] for line in output.splitlines() if "Requests/sec" in line)
+    p99 = next(line.split()[-1] for line in output.splitlines() if line.strip().startswith("99%"))
+    errors = [line.strip() for line in output.splitlines() if "Non-2xx" in line]
+    return f"{float(rate):.0f} requests/s, p99 {p99}" + (f" ({errors[0]})" if errors else "")
 
 
 def run_firestore(texts: Sequence[str], count: int, extractors: int, skip: bool) -> MeshRun | str:
@@ -377,6 +440,20 @@ def report(
             f"| 1 article each | {single.accepted} | {single.seconds:.1f} | "
             f"{single.articles_per_second:.0f} | {ms(single, 'p50')} | {ms(single, 'p99')} |",
         ]
+    if sqlite.wrk:
+        lines += [
+            "",
+            f"Single-article POSTs from wrk (C client, 2 threads, 8 connections): {sqlite.wrk}",
+        ]
+    for run in [sqlite, firestore]:
+        if isinstance(run, MeshRun) and run.saturated_ms:
+            probe = sorted(run.saturated_ms)
+            p50, p99 = probe[len(probe) // 2], probe[min(len(probe) - 1, int(len(probe) * 0.99))]
+            lines.append(
+                f"\n{run.label}: single-article POST latency while the extractors saturate the "
+                f"cores ({len(probe)} POSTs at {PROBE_RATE:.0f}/s): p50 {p50:.1f} ms, "
+                f"p99 {p99:.1f} ms, max {probe[-1]:.1f} ms"
+            )
     lines += ["", f"RSS of the mesh processes after (2) ({args.articles} articles):", ""]
     lines += ["| process | pid | RSS MB |", "|---|---:|---:|"]
     for role, pid, rss in sqlite.rss:

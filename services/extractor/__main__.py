@@ -10,6 +10,7 @@ Pattern: pipeline worker (ZeroMQ guide, "divide and conquer"). It binds nothing,
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import zmq
@@ -28,6 +29,7 @@ SEND_TIMEOUT_MS = 1000
 
 
 def run(settings: Settings, stop: StopFlag) -> None:
+    os.nice(settings.extractor_nice)
     extractor = EntityExtractor(load_model(settings.model), settings.skip_labels)
 
     context = zmq.Context()
