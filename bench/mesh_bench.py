@@ -394,7 +394,7 @@ def report(
         "| measure | articles | seconds | articles/s | vs (1) |",
         "|---|---:|---:|---:|---:|",
         rate_row(
-            f"(1) ceiling: NER-only nlp.pipe, n_process={args.extractors}, batch 64",
+            f"(1) ceiling: NER-only nlp.pipe, {args.extractors} processes, batch 64",
             args.articles,
             ceiling_seconds,
             ceiling_rate,

@@ -3,8 +3,12 @@
 Pattern: pipeline worker (ZeroMQ guide, "divide and conquer"). It binds nothing, so
 `circusctl incr extractor` adds a worker with no port or configuration change.
 
-    inbox   PULL  connect  settings.dispatch_endpoint    <- ledger
-    outbox  PUSH  connect  settings.results_in_endpoint  -> saver inlet
+    inbox    PULL  connect  settings.dispatch_endpoint    <- ledger
+    outbox   PUSH  connect  settings.results_in_endpoint  -> saver inlet
+    replies  PUSH  connect  <ack_to of each article>      -> ledger (Failure, when NER raises)
+
+It runs at `extractor_nice` (10): NER yields the cores to the frontend, so POSTs stay fast
+while extraction saturates the machine.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Bounding the work in flight keeps memory flat, and a lease counts from an articl
 long backlog causes no redelivery storm.
 
     dispatch  PUSH  bind  settings.dispatch_endpoint  -> extractors (connect, PULL)
-    acks      PULL  bind  settings.ack_endpoint       <- savers (connect, PUSH)
+    replies   PULL  bind  settings.ack_endpoint       <- savers' Acks, extractors' Failures
 """
 
 from __future__ import annotations
