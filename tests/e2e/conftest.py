@@ -89,6 +89,18 @@ def start_mesh(data_dir: Path, **overrides: object) -> RunningMesh:
     return RunningMesh(settings, process, key)
 
 
+def start_firestore_mesh(emulator, data_dir: Path, **overrides: object) -> RunningMesh:
+    """A mesh on the session's Firestore emulator, emptied first."""
+    emulator.reset()
+    return start_mesh(
+        data_dir,
+        store="firestore",
+        firestore_project=emulator.project,
+        firestore_emulator_host=emulator.host,
+        **overrides,
+    )
+
+
 def stop_mesh(running: RunningMesh) -> None:
     with contextlib.suppress(mesh.MeshError):
         mesh.stop(running.settings)

@@ -16,6 +16,7 @@ from tests.e2e.conftest import (
     assert_exactly_counted,
     ingest,
     mesh_pids,
+    start_firestore_mesh,
     start_mesh,
     stop_mesh,
 )
@@ -118,14 +119,7 @@ def test_sqlite_store_locked_for_15s_mid_load(tmp_path, corpus, extractor):
 
 def test_firestore_frozen_for_15s_mid_load(firestore_emulator, tmp_path, corpus, extractor):
     # SIGSTOP keeps the emulator's data but answers nothing: clients see deadlines expire.
-    firestore_emulator.reset()
-    running = start_mesh(
-        tmp_path,
-        store="firestore",
-        firestore_project=firestore_emulator.project,
-        firestore_emulator_host=firestore_emulator.host,
-        **FAULT_SETTINGS,
-    )
+    running = start_firestore_mesh(firestore_emulator, tmp_path, **FAULT_SETTINGS)
     try:
         load = RetryingLoad(
             running.url, running.key, unique_articles(corpus, 600, "freeze"), interval=0.1

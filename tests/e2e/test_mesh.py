@@ -8,7 +8,7 @@ import httpx
 
 from store import open_store
 from tests.conftest import expected_counts
-from tests.e2e.conftest import RunningMesh, start_mesh, stop_mesh
+from tests.e2e.conftest import RunningMesh, start_firestore_mesh, stop_mesh
 
 
 def stored_counts(running: RunningMesh) -> tuple[Counter, dict[str, Counter]]:
@@ -40,13 +40,7 @@ def test_corpus_is_counted_exactly_once(running_mesh, corpus_articles, extractor
 def test_corpus_is_counted_exactly_once_on_firestore(
     firestore_emulator, tmp_path, corpus_articles, extractor
 ):
-    firestore_emulator.reset()
-    running = start_mesh(
-        tmp_path,
-        store="firestore",
-        firestore_project=firestore_emulator.project,
-        firestore_emulator_host=firestore_emulator.host,
-    )
+    running = start_firestore_mesh(firestore_emulator, tmp_path)
     try:
         check_corpus_counted_once(running, corpus_articles, extractor)
     finally:
