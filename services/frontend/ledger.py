@@ -259,7 +259,11 @@ def run(settings: Settings, stop: StopFlag) -> None:
                 snapshot = ledger.counters()
                 resends = ledger.due()
                 if resends:
-                    log.warning("re-sending %d unacknowledged articles", len(resends))
+                    log.warning(
+                        "re-sending %d unacknowledged articles",
+                        len(resends),
+                        extra={"article_ids": [r.id for r in resends]},
+                    )
                     ledger.sent(_send(dispatch, resends, settings.ack_endpoint))
 
             # Journaled articles never sent, as far as the window allows.
