@@ -103,6 +103,7 @@ class Enqueue:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._writes.admit(req)
+        # The course client sent JSON, with or without saying so: no Content-Type is JSON.
         media_type_of(req.content_type or "application/json")
         body = read_body(req, self._max_body)
         try:
