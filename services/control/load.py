@@ -61,7 +61,7 @@ from common.config import Settings
 from common.messages import article_id
 from services.control import mesh
 from services.control.corpus import lee_articles
-from services.frontend.schemas import MAX_PUBLICATION_CHARS
+from services.frontend.schemas import MAX_PUBLICATION_CHARS, ArticleIn
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text", ".cor": "text"}
 # "All the News 2.0" has articles of hundreds of KB; csv's default field limit is 128 KiB.
@@ -106,22 +106,30 @@ Row = Article | Skip
 
 
 def make_row(publication: object, content: object, ident: object = None) -> Row:
-    """An article, or the reason the server would reject it (checked here so that one bad
-    row does not get a whole batch rejected)."""
-    if not isinstance(content, str) or not content.strip():
-        return Skip("empty or missing content")
-    if not isinstance(publication, str) or not publication.strip():
-        return Skip("empty or missing publication")
-    if len(publication) > MAX_PUBLICATION_CHARS:
-        return Skip(f"publication over {MAX_PUBLICATION_CHARS} characters")
-    if ident is None or ident == "":
-        return Article(publication, content)
-    if isinstance(ident, bool) or not isinstance(ident, str | int):
-        return Skip("invalid id")
-    ident = str(ident)
-    if len(ident) > MAX_ID_CHARS or any(c.isspace() for c in ident):
-        return Skip("invalid id")
-    return Article(publication, content, ident)
+    """An article, or the reason the server would reject it: checked here, against the
+    server's own schema (ArticleIn), so that one bad row does not get a whole batch
+    rejected."""
+    if isinstance(ident, int) and not isinstance(ident, bool):
+        ident = str(ident)  # CSV and JSONL datasets often number their rows
+    fields = {"publication": publication, "content": content}
+    if ident is not None and ident != "":
+        fields["id"] = ident
+    try:
+        article = msgspec.convert(fields, ArticleIn)
+    except msgspec.ValidationError as exc:
+        return Skip(_skip_reason(str(exc)))
+    return Article(article.publication, article.content, article.id)
+
+
+def _skip_reason(error: str) -> str:
+    """A short, countable reason from msgspec's message (which names the field)."""
+    if "`$.content`" in error or "field `content`" in error:
+        return "empty or missing content"
+    if "length <= " in error and "`$.publication`" in error:
+        return f"publication over {MAX_PUBLICATION_CHARS} characters"
+    if "`$.publication`" in error or "field `publication`" in error:
+        return "empty or missing publication"
+    return "invalid id"
 
 
 def read_jsonl(lines: Iterable[str], publication: str | None = None) -> Iterator[Row]:

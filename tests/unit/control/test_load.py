@@ -323,3 +323,13 @@ def test_rate_paces_small_batches() -> None:
     # 40 articles/s: batches of 10 (a quarter second each), the 2nd and 3rd wait their turn.
     assert [len(b) for b in frontend.received] == [10, 10, 10]
     assert result.accepted == 30 and result.seconds >= 0.45
+
+
+def test_rows_are_checked_against_the_servers_own_schema():
+    from services.control.load import make_row
+
+    # U+001E is whitespace to the server's validator: a row of it would be rejected there.
+    assert make_row("P", "\x1e\x1e") == Skip("empty or missing content")
+    assert make_row("P" * 201, "text") == Skip("publication over 200 characters")
+    assert make_row("P", "text", "has space") == Skip("invalid id")
+    assert make_row("P", "text", 7) == Article("P", "text", "7")
