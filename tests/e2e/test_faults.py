@@ -34,6 +34,26 @@ def unique_articles(corpus: list[str], count: int, tag: str) -> list[dict]:
     ]
 
 
+def start_load(running, corpus: list[str], count: int, tag: str, interval: float) -> RetryingLoad:
+    articles = unique_articles(corpus, count, tag)
+    return RetryingLoad(running.url, running.key, articles, interval=interval).start()
+
+
+def finish_and_check(running, load: RetryingLoad, extractor) -> None:
+    """The load ends with no 5xx but 503, the mesh drains, and every accepted article is
+    counted exactly once (markers and spaCy's own counts)."""
+    load.join(timeout=300)
+    assert load.server_errors == []
+    running.wait_drained(timeout=400)
+    assert_exactly_counted(running, load.accepted, extractor)
+
+
+def acks_while_waiting(running, seconds: float) -> float:
+    before = ledger_counters(running)["acknowledged"]
+    time.sleep(seconds)
+    return ledger_counters(running)["acknowledged"] - before
+
+
 def ledger_counters(running) -> dict[str, float]:
     reply = mesh.control(running.settings, "status")
     (ledger,) = [r for r in reply.reports if r.stage == "ledger"]
@@ -53,9 +73,7 @@ def test_chaos_sigkill_every_stage_under_load(tmp_path, corpus, extractor):
     rng = random.Random(7)
     running = start_mesh(tmp_path, **FAULT_SETTINGS)
     try:
-        load = RetryingLoad(
-            running.url, running.key, unique_articles(corpus, 1500, "chaos"), interval=0.08
-        ).start()
+        load = start_load(running, corpus, 1500, "chaos", interval=0.08)
         stages = ["frontend", "extractor", "saver", "ledger", "saver-inlet", "control"]
         killed: list[str] = []
         while load.running or len(killed) < 2 * len(stages):
@@ -65,12 +83,9 @@ def test_chaos_sigkill_every_stage_under_load(tmp_path, corpus, extractor):
                 time.sleep(2)
                 kill_one(running, stage, rng)
                 killed.append(stage)
-        load.join(timeout=300)
+        finish_and_check(running, load, extractor)
         assert set(killed) == set(stages)
-        assert load.server_errors == []
         assert len(load.accepted) == 1500
-        running.wait_drained(timeout=400)
-        assert_exactly_counted(running, load.accepted, extractor)
     finally:
         stop_mesh(running)
 
@@ -78,18 +93,13 @@ def test_chaos_sigkill_every_stage_under_load(tmp_path, corpus, extractor):
 def test_scaling_down_and_up_under_load_loses_nothing(tmp_path, corpus, extractor):
     running = start_mesh(tmp_path, **FAULT_SETTINGS)
     try:
-        load = RetryingLoad(
-            running.url, running.key, unique_articles(corpus, 900, "scale"), interval=0.1
-        ).start()
+        load = start_load(running, corpus, 900, "scale", interval=0.1)
         steps = [("extractor", 3), ("saver", 2), ("extractor", 1), ("saver", 1), ("extractor", 2)]
         for stage, count in steps * 2:
             time.sleep(2)
             result = ingest(running, "scale", stage, str(count))
             assert result.returncode == 0, result.stderr
-        load.join(timeout=300)
-        assert load.server_errors == []
-        running.wait_drained(timeout=400)
-        assert_exactly_counted(running, load.accepted, extractor)
+        finish_and_check(running, load, extractor)
     finally:
         stop_mesh(running)
 
@@ -97,22 +107,16 @@ def test_scaling_down_and_up_under_load_loses_nothing(tmp_path, corpus, extracto
 def test_sqlite_store_locked_for_15s_mid_load(tmp_path, corpus, extractor):
     running = start_mesh(tmp_path, **FAULT_SETTINGS)
     try:
-        load = RetryingLoad(
-            running.url, running.key, unique_articles(corpus, 600, "lock"), interval=0.1
-        ).start()
+        load = start_load(running, corpus, 600, "lock", interval=0.1)
         time.sleep(4)
         # Another connection holds the store's write lock: savers block, retry, ack nothing.
         blocker = sqlite3.connect(running.settings.sqlite_store_path, isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
-        acked_before = ledger_counters(running)["acknowledged"]
-        time.sleep(15)
-        acked_during = ledger_counters(running)["acknowledged"] - acked_before
+        acked_during = acks_while_waiting(running, 15)
         blocker.execute("ROLLBACK")
         blocker.close()
-        load.join(timeout=300)
-        running.wait_drained(timeout=400)
         assert acked_during <= running.settings.flush_max_articles  # at most a commit in flight
-        assert_exactly_counted(running, load.accepted, extractor)
+        finish_and_check(running, load, extractor)
     finally:
         stop_mesh(running)
 
@@ -121,22 +125,16 @@ def test_firestore_frozen_for_15s_mid_load(firestore_emulator, tmp_path, corpus,
     # SIGSTOP keeps the emulator's data but answers nothing: clients see deadlines expire.
     running = start_firestore_mesh(firestore_emulator, tmp_path, **FAULT_SETTINGS)
     try:
-        load = RetryingLoad(
-            running.url, running.key, unique_articles(corpus, 600, "freeze"), interval=0.1
-        ).start()
+        load = start_load(running, corpus, 600, "freeze", interval=0.1)
         time.sleep(4)
         group = os.getpgid(firestore_emulator.process.pid)
         os.killpg(group, signal.SIGSTOP)
         try:
-            acked_before = ledger_counters(running)["acknowledged"]
-            time.sleep(15)
-            acked_during = ledger_counters(running)["acknowledged"] - acked_before
+            acked_during = acks_while_waiting(running, 15)
         finally:
             os.killpg(group, signal.SIGCONT)
-        load.join(timeout=300)
-        running.wait_drained(timeout=400)
         assert acked_during <= running.settings.flush_max_articles  # at most a commit in flight
-        assert_exactly_counted(running, load.accepted, extractor)
+        finish_and_check(running, load, extractor)
     finally:
         stop_mesh(running)
 
