@@ -11,9 +11,36 @@
 
 from __future__ import annotations
 
+import random
+import socket as net
+
 import zmq
 
 LINGER_MS = 1000
+
+# Below Linux's ephemeral range (32768-60999), where the local ports of outgoing connections
+# come from: a port picked there with bind(0) can be taken by any client connection before
+# the process it was picked for binds it (seen: a saver inlet failing with EADDRINUSE).
+FREE_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+
+
+def free_tcp_port() -> int:
+    """A loopback TCP port nothing listens on now, for tests and benchmarks that start a
+    whole mesh; never the same twice in one process."""
+    candidates = list(range(*FREE_PORT_RANGE))
+    random.shuffle(candidates)
+    for port in candidates:
+        if port in _handed_out:
+            continue
+        with net.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port in {FREE_PORT_RANGE}")
 
 
 def open_socket(

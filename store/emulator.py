@@ -19,7 +19,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+
+from common.sockets import free_tcp_port
 
 DEFAULT_PROJECT = "demo-ingest"
 # The JVM grows with data; 1 GiB held a 60k-write load (field notes). Bounded so that a
@@ -45,12 +46,6 @@ class EmulatorFailed(RuntimeError):
 
 def gcloud_path() -> str | None:
     return shutil.which("gcloud")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FirestoreEmulator:
@@ -76,7 +71,7 @@ class FirestoreEmulator:
                 "gcloud is not on PATH: the Firestore emulator (Debian package "
                 "google-cloud-cli-firestore-emulator, with Java) is not installed here"
             )
-        host = f"127.0.0.1:{port or _free_port()}"
+        host = f"127.0.0.1:{port or free_tcp_port()}"
         log_fd, log_name = tempfile.mkstemp(prefix="firestore-emulator-", suffix=".log")
         env = dict(os.environ, JAVA_TOOL_OPTIONS=JAVA_TOOL_OPTIONS)
         # The emulator must not talk to a real project or inherit another emulator's address.

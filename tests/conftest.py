@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from collections import Counter
 from collections.abc import Iterable
 
 import pytest
 
 from common.config import DEFAULT_SKIP_LABELS
+from common.sockets import free_tcp_port
 from services.control.corpus import lee_articles
 from services.extractor.ner import EntityExtractor, load_model
 
@@ -17,9 +17,7 @@ PUBLICATIONS = ("ABC Science", "Lee Wire", "The Daily Corpus")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_tcp_port()
 
 
 @pytest.fixture(scope="session")

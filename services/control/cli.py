@@ -11,6 +11,8 @@ import shlex
 import sys
 import time
 
+import msgspec
+
 from common.config import ConfigError, Settings, load_settings
 from common.control import summarize
 from common.store import UnknownPublication
@@ -20,6 +22,13 @@ from store import open_store
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    sizes = {
+        name: getattr(args, name)
+        for name in ("web_workers", "extractors", "savers")
+        if getattr(args, name) is not None
+    }
+    # Sizes at start only: later, `ingest scale` (or circusctl) changes them live.
+    settings = msgspec.structs.replace(settings, **sizes)
     key = mesh.prepare(settings)
     process = mesh.start(settings, daemon=not args.foreground)
     mesh.wait_until_serving(settings, timeout=args.timeout)
@@ -187,6 +196,13 @@ def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
 def _left(left: int) -> str:
     if left < 0:
         return "no ledger has reported its journal yet"
@@ -204,6 +220,8 @@ def parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start the mesh under Circus and accept writes")
     up.add_argument("--foreground", action="store_true", help="keep circusd in the foreground")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for HTTP")
+    for stage in ("web-workers", "extractors", "savers"):
+        up.add_argument(f"--{stage}", type=_positive, help=f"{stage} at start (default: config)")
     up.set_defaults(run=cmd_up)
 
     down = commands.add_parser("down", help="stop writes, drain, then stop every process")

@@ -21,7 +21,6 @@ def test_up_prints_how_to_use_it_and_down_leaves_nothing(tmp_path: Path):
         {},
         data_dir=str(tmp_path),
         http_port=free_port(),
-        extractors=1,
         dispatch_endpoint=endpoint(),
         ack_endpoint=endpoint(),
         results_in_endpoint=endpoint(),
@@ -37,7 +36,7 @@ def test_up_prints_how_to_use_it_and_down_leaves_nothing(tmp_path: Path):
     run = lambda *args: subprocess.run(  # noqa: E731
         [ingest, *args], env=env, capture_output=True, text=True, timeout=300
     )
-    up = run("up")
+    up = run("up", "--extractors", "1", "--savers", "2")
     try:
         assert up.returncode == 0, up.stderr
         url = f"http://127.0.0.1:{settings.http_port}"
@@ -59,7 +58,9 @@ def test_up_prints_how_to_use_it_and_down_leaves_nothing(tmp_path: Path):
             for pid in mesh.circus(settings, "list", name=stage)["pids"]
         }
         pids |= {c.pid for pid in pids for c in psutil.Process(pid).children(recursive=True)}
-        assert len(pids) >= 8  # control, gunicorn + 2 workers, ledger, extractor, inlet, saver
+        assert len(pids) >= 9  # control, gunicorn + 2 workers, ledger, extractor, inlet, 2 savers
+        counts = mesh.process_counts(settings)
+        assert (counts["extractor"], counts["saver"]) == (1, 2)  # the options, not the config
     finally:
         down = run("down")
     assert down.returncode == 0, down.stderr
