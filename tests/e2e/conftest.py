@@ -60,9 +60,10 @@ class RunningMesh:
         return lines
 
 
-def start_mesh(data_dir: Path, **overrides: object) -> RunningMesh:
+def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings for a mesh of its own: its folder, and free ports for every endpoint."""
     endpoint = lambda: f"tcp://127.0.0.1:{free_port()}"  # noqa: E731
-    settings = load_settings(
+    return load_settings(
         {},
         data_dir=str(data_dir),
         http_port=free_port(),
@@ -77,6 +78,10 @@ def start_mesh(data_dir: Path, **overrides: object) -> RunningMesh:
         circus_pubsub_endpoint=endpoint(),
         **overrides,
     )
+
+
+def start_mesh(data_dir: Path, **overrides: object) -> RunningMesh:
+    settings = isolated_settings(data_dir, **overrides)
     key = mesh.prepare(settings)
     process = mesh.start(settings, daemon=False)
     assert process is not None

@@ -10,27 +10,12 @@ from pathlib import Path
 import httpx
 import psutil
 
-from common.config import load_settings
 from services.control import mesh
-from tests.conftest import free_port
+from tests.e2e.conftest import isolated_settings
 
 
 def test_up_prints_how_to_use_it_and_down_leaves_nothing(tmp_path: Path):
-    endpoint = lambda: f"tcp://127.0.0.1:{free_port()}"  # noqa: E731
-    settings = load_settings(
-        {},
-        data_dir=str(tmp_path),
-        http_port=free_port(),
-        dispatch_endpoint=endpoint(),
-        ack_endpoint=endpoint(),
-        results_in_endpoint=endpoint(),
-        results_out_endpoint=endpoint(),
-        control_state_endpoint=endpoint(),
-        control_report_endpoint=endpoint(),
-        control_command_endpoint=endpoint(),
-        circus_endpoint=endpoint(),
-        circus_pubsub_endpoint=endpoint(),
-    )
+    settings = isolated_settings(tmp_path)
     env = {**os.environ, **settings.to_environ()}
     ingest = str(Path(sys.executable).with_name("ingest"))
     run = lambda *args: subprocess.run(  # noqa: E731
