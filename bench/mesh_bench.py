@@ -47,9 +47,8 @@ import spacy
 from rich.console import Console
 
 from common.config import Settings
-from services.control import mesh
-from services.control.corpus import lee_articles
-from services.control.load import (
+from loader.corpora import lee_articles
+from loader.load import (
     LEE_PUBLICATIONS,
     Article,
     LoadOptions,
@@ -59,6 +58,7 @@ from services.control.load import (
     run_load,
     wait_drained,
 )
+from services.control import mesh
 from services.extractor.ner import load_model
 from store.emulator import EmulatorFailed, EmulatorUnavailable, FirestoreEmulator, gcloud_path
 from tests.e2e.conftest import RunningMesh, start_mesh, stop_mesh

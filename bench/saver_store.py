@@ -34,7 +34,7 @@ import msgspec
 from common.config import DEFAULT_SKIP_LABELS, Settings, load_settings
 from common.messages import Entity, Extraction
 from common.store import PublicationCount, Store
-from services.control.corpus import lee_articles
+from loader.corpora import lee_articles
 from services.extractor.ner import EntityExtractor, load_model
 from store.emulator import FirestoreEmulator
 from store.firestore import FirestoreStore, _Article, commit_writes, open_firestore_store

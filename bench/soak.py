@@ -22,8 +22,8 @@ from pathlib import Path
 import psutil
 
 from bench.mesh_bench import articles, post, wait_for_extractors
+from loader.corpora import lee_articles
 from services.control import mesh
-from services.control.corpus import lee_articles
 from tests.e2e.conftest import start_mesh, stop_mesh
 
 SAMPLE_SECONDS = 10.0

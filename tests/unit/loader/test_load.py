@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from common.messages import article_id
-from services.control.load import (
+from loader.load import (
     Article,
     Batch,
     LoadError,
@@ -326,7 +326,7 @@ def test_rate_paces_small_batches() -> None:
 
 
 def test_rows_are_checked_against_the_servers_own_schema():
-    from services.control.load import make_row
+    from loader.load import make_row
 
     # U+001E is whitespace to the server's validator: a row of it would be rejected there.
     assert make_row("P", "\x1e\x1e") == Skip("empty or missing content")

@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from common.messages import article_id
-from services.frontend.app import create_app
-from tests.unit.frontend.conftest import KEY, Gate, MeshStatusBoard, journaled
+from services.frontend.http.app import create_app
+from tests.unit.frontend.http.conftest import KEY, Gate, MeshStatusBoard, journaled
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 JSON = {"Content-Type": "application/json", **AUTH}

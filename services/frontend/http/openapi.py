@@ -17,7 +17,7 @@ from msgspec import Meta
 from common.config import Settings
 from common.control import MeshSummary
 from common.store import EntityPage
-from services.frontend.schemas import (
+from services.frontend.http.schemas import (
     Accepted,
     ArticleIn,
     EnqueueIn,

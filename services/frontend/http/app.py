@@ -8,13 +8,12 @@ import falcon
 from common.config import Settings, load_settings
 from common.control import ControlLink, MeshSummary, ask, summarize
 from common.store import Store
-from services.frontend.auth import ApiKeyAuth
-from services.frontend.dashboard import add_dashboard
-from services.frontend.intake import Intake
-from services.frontend.journal import Journal
-from services.frontend.metrics import Metrics, RequestMetrics
-from services.frontend.openapi import OpenApi
-from services.frontend.resources import (
+from services.frontend.http.auth import ApiKeyAuth
+from services.frontend.http.dashboard import add_dashboard
+from services.frontend.http.intake import Intake
+from services.frontend.http.metrics import Metrics, RequestMetrics
+from services.frontend.http.openapi import OpenApi
+from services.frontend.http.resources import (
     Admission,
     Articles,
     Enqueue,
@@ -26,6 +25,7 @@ from services.frontend.resources import (
     Status,
     Writes,
 )
+from services.frontend.journal import Journal
 from store import open_store
 
 

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from common import metrics
 from common.control import ControlUnavailable
-from services.frontend.resources import MeshStatus
+from services.frontend.http.resources import MeshStatus
 
 STATES = ("accepting", "stopped", "draining")
 # Why a write was refused, from the status when the resource did not say more.

@@ -12,9 +12,8 @@ import msgspec
 from common import metrics
 from common.control import ControlUnavailable, MeshSummary
 from common.store import InvalidCursor, Store, UnknownPublication
-from services.frontend.intake import Intake, media_type_of, readable, to_entry
-from services.frontend.journal import Entry, Journal
-from services.frontend.schemas import (
+from services.frontend.http.intake import Intake, media_type_of, readable, to_entry
+from services.frontend.http.schemas import (
     Accepted,
     ArticleIn,
     EnqueueIn,
@@ -23,6 +22,7 @@ from services.frontend.schemas import (
     Queued,
     Readiness,
 )
+from services.frontend.journal import Entry, Journal
 
 
 class Admission(Protocol):

@@ -8,7 +8,7 @@ import pytest
 
 from common.config import Settings, load_settings
 from common.control import ControlUnavailable, MeshSummary
-from services.frontend.app import create_app
+from services.frontend.http.app import create_app
 from services.frontend.journal import Journal
 from store.sqlite import SqliteStore
 

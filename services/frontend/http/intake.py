@@ -13,8 +13,8 @@ import msgspec
 from msgspec import Meta
 
 from common.messages import article_id
+from services.frontend.http.schemas import NO_SPACE, NOT_BLANK, ArticleIn
 from services.frontend.journal import Entry
-from services.frontend.schemas import NO_SPACE, NOT_BLANK, ArticleIn
 
 JSON_TYPES = {"application/json"}
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl"}

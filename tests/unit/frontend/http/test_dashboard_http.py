@@ -8,9 +8,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin
 
-from services.frontend.dashboard import DASHBOARD_DIR
+from services.frontend.http.dashboard import DASHBOARD_DIR
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 ASSETS = ("index.html", "dashboard.js", "dashboard.css")
 LABELS = ["", "PERSON", "ORG", "GPE", "NORP", "LOC", "EVENT", "WORK_OF_ART", "LAW"]
 LABELS += ["LANGUAGE", "FAC", "PRODUCT"]
@@ -97,4 +97,4 @@ def test_script_and_page_agree_on_ids_and_labels():
 def test_assets_are_package_data():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     package_data = pyproject["tool"]["setuptools"]["package-data"]
-    assert "dashboard/*" in package_data["services.frontend"]
+    assert "dashboard/*" in package_data["services.frontend.http"]

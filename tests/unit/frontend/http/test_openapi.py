@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon.inspect
 import msgspec
 
-from services.frontend.schemas import ArticleIn
+from services.frontend.http.schemas import ArticleIn
 
 
 def test_every_route_is_documented(client):

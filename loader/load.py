@@ -59,9 +59,9 @@ from rich.text import Text
 
 from common.config import Settings
 from common.messages import article_id
+from loader.corpora import lee_articles
 from services.control import mesh
-from services.control.corpus import lee_articles
-from services.frontend.schemas import MAX_PUBLICATION_CHARS, ArticleIn
+from services.frontend.http.schemas import MAX_PUBLICATION_CHARS, ArticleIn
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "text", ".cor": "text"}
 # "All the News 2.0" has articles of hundreds of KB; csv's default field limit is 128 KiB.
