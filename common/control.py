@@ -28,6 +28,7 @@ import msgspec
 import zmq
 
 from common.config import Settings
+from common.messages import Codec
 from common.sockets import open_socket
 
 log = logging.getLogger("control")
@@ -67,16 +68,9 @@ class Reply(msgspec.Struct, frozen=True, tag="reply.v1"):
 
 
 ControlMessage = State | Report | Command | Reply
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(ControlMessage)
-
-
-def encode(message: ControlMessage) -> bytes:
-    return _encoder.encode(message)
-
-
-def decode(frame: bytes) -> ControlMessage:
-    return _decoder.decode(frame)
+_codec: Codec[ControlMessage] = Codec(ControlMessage)
+encode = _codec.encode
+decode = _codec.decode
 
 
 class ControlLink:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import signal
 import sys
-import time
+from datetime import datetime
+from typing import Any
+
+import pythonjsonlogger.json
 
 from common.config import Settings
-
-# Attributes every LogRecord has; anything else was passed with `extra=` and is logged.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
 
 class StopFlag:
@@ -35,26 +33,30 @@ class StopFlag:
         return flag
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, stage, pid, message, and any `extra` fields."""
+class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
+    """One JSON object per line: time, level, stage, pid, message, any `extra` fields, and
+    `error` with the traceback. python-json-logger does the work; this only fixes the field
+    names every process (gunicorn's own lines included) shares."""
 
     def __init__(self, stage: str) -> None:
-        super().__init__()
-        self.stage = stage
+        super().__init__(
+            "{levelname}{process}{message}",
+            style="{",
+            rename_fields={"levelname": "level", "process": "pid", "exc_info": "error"},
+            static_fields={"stage": stage},
+            timestamp="time",
+            json_default=_json_default,
+            json_ensure_ascii=False,
+        )
 
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "stage": self.stage,
-            "pid": os.getpid(),
-            "message": record.getMessage(),
-        }
-        line.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
-        if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        log_data["level"] = str(log_data.get("level", "")).lower()
+        return log_data
+
+
+def _json_default(value: object) -> str:
+    # ISO 8601 for the timestamp (str() would put a space in it); anything else as text.
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def configure_logging(settings: Settings, stage: str) -> None:

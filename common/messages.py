@@ -11,8 +11,26 @@ an extractor that cannot process an article sends the ledger a Failure instead.
 from __future__ import annotations
 
 import hashlib
+from typing import Any, Generic, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
+
+
+class Codec(Generic[T]):
+    """msgpack encoding of one union of tagged structs: the data plane's messages here, the
+    control channel's in common/control.py. Decoding validates the types and the tag."""
+
+    def __init__(self, union: Any) -> None:
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(union)
+
+    def encode(self, message: T) -> bytes:
+        return self._encoder.encode(message)
+
+    def decode(self, frame: bytes) -> T:
+        return self._decoder.decode(frame)
 
 
 class Article(msgspec.Struct, frozen=True, tag="article.v1", array_like=True):
@@ -57,16 +75,9 @@ class Failure(msgspec.Struct, frozen=True, tag="failure.v1", array_like=True):
 
 Message = Article | Extraction | Ack | Failure
 
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Message)
-
-
-def encode(message: Message) -> bytes:
-    return _encoder.encode(message)
-
-
-def decode(frame: bytes) -> Message:
-    return _decoder.decode(frame)
+_codec: Codec[Message] = Codec(Message)
+encode = _codec.encode
+decode = _codec.decode
 
 
 def article_id(publication: str, content: str) -> str:

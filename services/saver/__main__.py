@@ -12,9 +12,9 @@ markers make the re-delivery add nothing). It binds nothing, so it scales with `
 from __future__ import annotations
 
 import logging
-import random
 import time
 
+import tenacity
 import zmq
 
 from common import metrics
@@ -84,30 +84,35 @@ def _collect(inbox: zmq.Socket, limit: int, seconds: float) -> list[Extraction]:
 
 
 def _commit(store: Store, batch: list[Extraction], stop: StopFlag) -> list[str] | None:
-    """Commit, retrying with backoff and jitter; the ids newly counted, or None if stopped
-    before the commit succeeded."""
-    delay = 0.1
-    while True:
-        try:
-            started = time.perf_counter()
-            counted = store.commit(batch)
-            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-            log.debug(
-                "committed",
-                extra={
-                    "articles": len(batch),
-                    "new": len(counted),
-                    "seconds": time.perf_counter() - started,
-                },
-            )
-            return counted
-        except Exception:
-            metrics.COMMIT_FAILURES.inc()
-            log.exception("commit failed; retrying", extra={"articles": len(batch)})
-        if stop:
-            return None  # nothing acknowledged: the ledger sends it all again
-        time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, MAX_RETRY_SECONDS)
+    """Commit, retrying with exponential backoff and full jitter until it succeeds; the ids
+    newly counted, or None if stopped first (nothing acknowledged: the ledger re-sends)."""
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(Exception),
+        wait=tenacity.wait_random_exponential(multiplier=0.1, max=MAX_RETRY_SECONDS),
+        stop=lambda _: bool(stop),
+        after=_log_failure,
+        retry_error_callback=lambda _: None,
+    )
+    return retrying(_timed_commit, store, batch)
+
+
+def _timed_commit(store: Store, batch: list[Extraction]) -> list[str]:
+    started = time.perf_counter()
+    counted = store.commit(batch)
+    seconds = time.perf_counter() - started
+    metrics.COMMIT_SECONDS.observe(seconds)
+    log.debug("committed", extra={"articles": len(batch), "new": len(counted), "seconds": seconds})
+    return counted
+
+
+def _log_failure(attempt: tenacity.RetryCallState) -> None:
+    metrics.COMMIT_FAILURES.inc()
+    error = attempt.outcome.exception() if attempt.outcome else None
+    log.error(
+        "commit failed; retrying",
+        exc_info=error,
+        extra={"attempt": attempt.attempt_number, "articles": len(attempt.args[1])},
+    )
 
 
 def _acknowledge(replies: LedgerReplies, batch: list[Extraction]) -> None:

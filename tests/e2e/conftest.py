@@ -19,7 +19,8 @@ from common.config import Settings, load_settings
 from services.control import mesh
 from services.frontend.journal import Journal
 from store import open_store
-from tests.conftest import expected_counts, free_port
+from tests.conftest import free_port
+from tests.oracle import Oracle, entity_id
 
 
 class RunningMesh:
@@ -139,8 +140,9 @@ def mesh_pids(running: RunningMesh) -> set[int]:
     return pids
 
 
-def assert_exactly_counted(running: RunningMesh, accepted: dict[str, dict], extractor) -> None:
-    """Journal empty; every accepted id has a marker; counts equal spaCy's on those texts."""
+def assert_exactly_counted(running: RunningMesh, accepted: dict[str, dict], oracle: Oracle) -> None:
+    """Journal empty; every accepted id has a marker; counts equal the oracle's (stock spaCy)
+    on those texts."""
     journal = Journal(running.settings.journal_path)
     try:
         assert journal.backlog().articles == 0
@@ -150,11 +152,11 @@ def assert_exactly_counted(running: RunningMesh, accepted: dict[str, dict], extr
     try:
         ids = sorted(accepted)
         assert store.counted(ids) == set(ids)
-        want_articles, want_entities = expected_counts(extractor, accepted.values())
+        want_articles, want_entities = oracle.counts(accepted.values())
         publications = store.publications(limit=10_000)
         assert {p.name: p.articles for p in publications} == dict(want_articles)
         for pub, want in want_entities.items():
             page = store.top_entities(pub, limit=100_000)
-            assert {e.key: e.count for e in page.entities} == dict(want)
+            assert {entity_id(e.text, e.label): e.count for e in page.entities} == dict(want)
     finally:
         store.close()

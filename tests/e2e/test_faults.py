@@ -39,13 +39,13 @@ def start_load(running, corpus: list[str], count: int, tag: str, interval: float
     return RetryingLoad(running.url, running.key, articles, interval=interval).start()
 
 
-def finish_and_check(running, load: RetryingLoad, extractor) -> None:
+def finish_and_check(running, load: RetryingLoad, oracle) -> None:
     """The load ends with no 5xx but 503, the mesh drains, and every accepted article is
     counted exactly once (markers and spaCy's own counts)."""
     load.join(timeout=300)
     assert load.server_errors == []
     running.wait_drained(timeout=400)
-    assert_exactly_counted(running, load.accepted, extractor)
+    assert_exactly_counted(running, load.accepted, oracle)
 
 
 def acks_while_waiting(running, seconds: float) -> float:
@@ -69,7 +69,7 @@ def kill_one(running, stage: str, rng: random.Random) -> int:
     return victim
 
 
-def test_chaos_sigkill_every_stage_under_load(tmp_path, corpus, extractor):
+def test_chaos_sigkill_every_stage_under_load(tmp_path, corpus, oracle):
     rng = random.Random(7)
     running = start_mesh(tmp_path, **FAULT_SETTINGS)
     try:
@@ -83,14 +83,14 @@ def test_chaos_sigkill_every_stage_under_load(tmp_path, corpus, extractor):
                 time.sleep(2)
                 kill_one(running, stage, rng)
                 killed.append(stage)
-        finish_and_check(running, load, extractor)
+        finish_and_check(running, load, oracle)
         assert set(killed) == set(stages)
         assert len(load.accepted) == 1500
     finally:
         stop_mesh(running)
 
 
-def test_scaling_down_and_up_under_load_loses_nothing(tmp_path, corpus, extractor):
+def test_scaling_down_and_up_under_load_loses_nothing(tmp_path, corpus, oracle):
     running = start_mesh(tmp_path, **FAULT_SETTINGS)
     try:
         load = start_load(running, corpus, 900, "scale", interval=0.1)
@@ -99,12 +99,12 @@ def test_scaling_down_and_up_under_load_loses_nothing(tmp_path, corpus, extracto
             time.sleep(2)
             result = ingest(running, "scale", stage, str(count))
             assert result.returncode == 0, result.stderr
-        finish_and_check(running, load, extractor)
+        finish_and_check(running, load, oracle)
     finally:
         stop_mesh(running)
 
 
-def test_sqlite_store_locked_for_15s_mid_load(tmp_path, corpus, extractor):
+def test_sqlite_store_locked_for_15s_mid_load(tmp_path, corpus, oracle):
     running = start_mesh(tmp_path, **FAULT_SETTINGS)
     try:
         load = start_load(running, corpus, 600, "lock", interval=0.1)
@@ -116,12 +116,12 @@ def test_sqlite_store_locked_for_15s_mid_load(tmp_path, corpus, extractor):
         blocker.execute("ROLLBACK")
         blocker.close()
         assert acked_during <= running.settings.flush_max_articles  # at most a commit in flight
-        finish_and_check(running, load, extractor)
+        finish_and_check(running, load, oracle)
     finally:
         stop_mesh(running)
 
 
-def test_firestore_frozen_for_15s_mid_load(firestore_emulator, tmp_path, corpus, extractor):
+def test_firestore_frozen_for_15s_mid_load(firestore_emulator, tmp_path, corpus, oracle):
     # SIGSTOP keeps the emulator's data but answers nothing: clients see deadlines expire.
     running = start_firestore_mesh(firestore_emulator, tmp_path, **FAULT_SETTINGS)
     try:
@@ -134,12 +134,12 @@ def test_firestore_frozen_for_15s_mid_load(firestore_emulator, tmp_path, corpus,
         finally:
             os.killpg(group, signal.SIGCONT)
         assert acked_during <= running.settings.flush_max_articles  # at most a commit in flight
-        finish_and_check(running, load, extractor)
+        finish_and_check(running, load, oracle)
     finally:
         stop_mesh(running)
 
 
-def test_burst_is_bounded_and_an_undisturbed_backlog_resends_nothing(tmp_path, corpus, extractor):
+def test_burst_is_bounded_and_an_undisturbed_backlog_resends_nothing(tmp_path, corpus, oracle):
     # 20,000 articles offered as fast as possible against a journal bound of 3,000 and a
     # 10 s lease: 503s past the bound, flat memory, and a backlog that takes a minute to
     # drain (far longer than the lease) without a single re-send. (The lease must exceed
@@ -181,12 +181,12 @@ def test_burst_is_bounded_and_an_undisturbed_backlog_resends_nothing(tmp_path, c
         assert 3000 <= len(accepted) < 20_000
         assert max(peak_rss.values()) < RSS_BOUND_MB, peak_rss
         assert ledger_counters(running)["redelivered"] == 0
-        assert_exactly_counted(running, accepted, extractor)
+        assert_exactly_counted(running, accepted, oracle)
     finally:
         stop_mesh(running)
 
 
-def test_an_article_that_breaks_extraction_becomes_a_dead_letter(tmp_path, corpus, extractor):
+def test_an_article_that_breaks_extraction_becomes_a_dead_letter(tmp_path, corpus, oracle):
     running = start_mesh(tmp_path, max_attempts=3)
     try:
         good = unique_articles(corpus, 30, "dl")
@@ -195,7 +195,7 @@ def test_an_article_that_breaks_extraction_becomes_a_dead_letter(tmp_path, corpu
         answer = running.post([*good[:15], poison, *good[15:]])
         assert answer.status_code == 202
         running.wait_drained(timeout=120)
-        assert_exactly_counted(running, {a["id"]: a for a in good}, extractor)
+        assert_exactly_counted(running, {a["id"]: a for a in good}, oracle)
         letters = ingest(running, "dead-letters")
         assert "poison" in letters.stdout and "E088" in letters.stdout
         assert "attempts=3" in letters.stdout

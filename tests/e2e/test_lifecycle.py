@@ -124,7 +124,7 @@ def test_drain_reports_what_is_left_on_timeout(running_mesh, corpus):
 
 
 @pytest.mark.parametrize("how", ["ingest down", "circusctl quit", "SIGTERM to circusd"])
-def test_shutdown_under_load_loses_nothing(how, tmp_path, corpus, extractor):
+def test_shutdown_under_load_loses_nothing(how, tmp_path, corpus, oracle):
     running = start_mesh(tmp_path / "mesh")
     try:
         pids = mesh_pids(running)
@@ -154,12 +154,12 @@ def test_shutdown_under_load_loses_nothing(how, tmp_path, corpus, extractor):
             first_refusal = min(r.started for r in load.responses if r.status == 503)
             assert load.accepted_after(first_refusal) == []
             # ...and everything accepted was committed before the processes stopped.
-            assert_exactly_counted(running, load.articles, extractor)
+            assert_exactly_counted(running, load.articles, oracle)
         running.http.close()
         # Start again on the same data: what was left in the journal is processed now.
         running = start_mesh(tmp_path / "mesh")
         running.wait_drained(timeout=300)
-        assert_exactly_counted(running, load.articles, extractor)
+        assert_exactly_counted(running, load.articles, oracle)
     finally:
         stop_mesh(running)
 

@@ -7,8 +7,8 @@ from collections import Counter
 import httpx
 
 from store import open_store
-from tests.conftest import expected_counts
 from tests.e2e.conftest import RunningMesh, start_firestore_mesh, stop_mesh
+from tests.oracle import Oracle, entity_id
 
 
 def stored_counts(running: RunningMesh) -> tuple[Counter, dict[str, Counter]]:
@@ -25,29 +25,30 @@ def stored_counts(running: RunningMesh) -> tuple[Counter, dict[str, Counter]]:
             assert page.status_code == 200, page.text
             body = page.json()
             for entity in body["entities"]:
-                assert entity["key"] not in counter, "an entity appeared on two pages"
-                counter[entity["key"]] = entity["count"]
+                ident = entity_id(entity["text"], entity["label"])
+                assert ident not in counter, "an entity appeared on two pages"
+                counter[ident] = entity["count"]
             cursor = body["next_cursor"]
             if cursor is None:
                 break
     return articles, entities
 
 
-def test_corpus_is_counted_exactly_once(running_mesh, corpus_articles, extractor):
-    check_corpus_counted_once(running_mesh, corpus_articles, extractor)
+def test_corpus_is_counted_exactly_once(running_mesh, corpus_articles, oracle):
+    check_corpus_counted_once(running_mesh, corpus_articles, oracle)
 
 
 def test_corpus_is_counted_exactly_once_on_firestore(
-    firestore_emulator, tmp_path, corpus_articles, extractor
+    firestore_emulator, tmp_path, corpus_articles, oracle
 ):
     running = start_firestore_mesh(firestore_emulator, tmp_path)
     try:
-        check_corpus_counted_once(running, corpus_articles, extractor)
+        check_corpus_counted_once(running, corpus_articles, oracle)
     finally:
         stop_mesh(running)
 
 
-def check_corpus_counted_once(running_mesh: RunningMesh, corpus_articles, extractor) -> None:
+def check_corpus_counted_once(running_mesh: RunningMesh, corpus_articles, oracle: Oracle) -> None:
     # Posted in batches of 50, with the first batch sent twice: duplicates count once.
     batches = [corpus_articles[i : i + 50] for i in range(0, len(corpus_articles), 50)]
     accepted_ids: set[str] = set()
@@ -59,7 +60,7 @@ def check_corpus_counted_once(running_mesh: RunningMesh, corpus_articles, extrac
 
     running_mesh.wait_drained(timeout=300)
 
-    want_articles, want_entities = expected_counts(extractor, corpus_articles)
+    want_articles, want_entities = oracle.counts(corpus_articles)
     got_articles, got_entities = stored_counts(running_mesh)
     unique_pairs = {(a["publication"], a["content"]) for a in corpus_articles}
     assert len(unique_pairs) < len(corpus_articles)  # the corpus does repeat itself

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from common.messages import entity_key
 from services.extractor.ner import EntityExtractor, normalise
+from tests.oracle import entity_id
 
 
 def test_entities_are_counted_normalised_and_filtered(extractor: EntityExtractor):
@@ -44,3 +47,21 @@ def test_memory_zone_keeps_the_string_store_flat(extractor: EntityExtractor, cor
 
 def test_normalise():
     assert normalise("  New \n York ") == "New York"
+
+
+def _as_oracle_sees_it(found: list) -> Counter:
+    return Counter({entity_id(e.text, e.label): e.count for e in found})
+
+
+def test_the_extractor_counts_what_stock_spacy_finds(extractor: EntityExtractor, corpus, oracle):
+    """NER-only and batched in memory zones, the product must count exactly the entities the
+    full stock pipeline finds, filtered and normalised as documented (tests/oracle.py)."""
+    texts = list(dict.fromkeys(corpus))
+    for text, found in zip(texts, extractor.extract(texts), strict=True):
+        assert _as_oracle_sees_it(found) == oracle.entities(text)
+
+
+def test_the_oracle_notices_a_wrong_exclusion_list(extractor: EntityExtractor, corpus, oracle):
+    counts_dates = EntityExtractor(extractor.nlp, skip_labels=["CARDINAL"])
+    (found,) = counts_dates.extract([corpus[0]])
+    assert _as_oracle_sees_it(found) != oracle.entities(corpus[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import zmq
 from common.config import load_settings
 from common.lifecycle import StopFlag
 from common.messages import Ack, Entity, Extraction, decode, encode
-from services.saver.__main__ import run
+from services.saver.__main__ import _commit, run
 from store.sqlite import SqliteStore
 from tests.conftest import free_port
 
@@ -58,3 +59,38 @@ def test_saver_commits_then_acknowledges_each_ledger(tmp_path: Path):
     store = SqliteStore(settings.sqlite_store_path)
     assert store.top_entities("Pub").entities[0].count == 6
     assert store.publications()[0].articles == 6
+
+
+class FlakyStore(SqliteStore):
+    """A real SQLite store whose first `failures` commits raise, as a store outage does
+    (injected: an outage of a given length cannot be produced on demand in a unit test;
+    tests/e2e/test_faults.py locks the real store file instead)."""
+
+    def __init__(self, path: Path, failures: int) -> None:
+        super().__init__(path)
+        self.failures = failures
+        self.attempts = 0
+
+    def commit(self, batch):
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise sqlite3.OperationalError("database is locked")
+        return super().commit(batch)
+
+
+def test_commit_retries_until_the_store_answers(tmp_path: Path):
+    store = FlakyStore(tmp_path / "store.sqlite3", failures=3)
+    batch = [Extraction("a1", "Pub", [Entity("k", "Paris", "GPE", 2)], "tcp://ledger")]
+    assert _commit(store, batch, StopFlag()) == ["a1"]
+    assert store.attempts == 4
+    assert store.top_entities("Pub").entities[0].count == 2
+
+
+def test_commit_gives_up_when_stopped(tmp_path: Path):
+    store = FlakyStore(tmp_path / "store.sqlite3", failures=10**6)
+    stop = StopFlag()
+    stop.set()
+    batch = [Extraction("a1", "Pub", [], "tcp://ledger")]
+    assert _commit(store, batch, stop) is None
+    assert store.attempts == 1
+    assert store.publications() == []
