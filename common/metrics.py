@@ -8,7 +8,7 @@ so one scrape covers the whole mesh of that host, including processes that have 
 any process wrote. Outside the mesh (unit tests) the same objects simply count in-process.
 
 The pipeline state and live processes per stage are not stored here: the frontend adds them
-at scrape time from the control server's view (see services/frontend/metrics.py).
+at scrape time from the control server's view (see services/frontend/http/metrics.py).
 """
 
 from __future__ import annotations

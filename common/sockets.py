@@ -3,7 +3,7 @@
 - Stable endpoints are bound by long-lived processes (ledger, saver inlet); the elastic pools
   (extractors, savers) only connect, so `circusctl incr/decr` never touches a port.
 - Every socket gets a finite LINGER: with the default (wait forever) a close() + term() hangs
-  whenever a peer is gone (field notes).
+  whenever a peer is gone (docs/measurements.md).
 - Producers set IMMEDIATE so messages are only queued on completed connections, never on a
   peer that is not there yet.
 - Contexts are created after fork, inside each process's own main.

@@ -13,7 +13,7 @@ def connect(
 ) -> sqlite3.Connection:
     """A WAL-mode connection in autocommit mode: transactions are opened explicitly.
 
-    FULL survives a power loss, NORMAL only a process crash (field notes: ~3,300 vs ~15,000
+    FULL survives a power loss, NORMAL only a process crash (docs/measurements.md: ~3,300 vs ~15,000
     single-row commits/s here); both stores of accepted work default to FULL.
     """
     if synchronous not in ("FULL", "NORMAL"):

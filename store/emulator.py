@@ -30,7 +30,7 @@ import httpx
 from common.sockets import free_tcp_port
 
 DEFAULT_PROJECT = "demo-ingest"
-# The JVM grows with data; 1 GiB held a 60k-write load (field notes). Bounded so that a
+# The JVM grows with data; 1 GiB held a 60k-write load (docs/measurements.md). Bounded so that a
 # test run cannot take the memory of a 2-core machine shared with other work.
 JAVA_TOOL_OPTIONS = "-Xmx1g"
 START_TIMEOUT_SECONDS = 90.0

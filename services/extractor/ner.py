@@ -1,7 +1,7 @@
 """Named-entity extraction with spaCy: NER only, batched, in memory zones.
 
 Only the `ner` component runs (it has its own tok2vec): the same entities as the full
-pipeline at about 3x the speed (field notes). Each batch runs inside `nlp.memory_zone()`,
+pipeline at about 3x the speed (docs/measurements.md). Each batch runs inside `nlp.memory_zone()`,
 so the strings a long-running process meets are freed after each batch instead of growing
 the shared StringStore forever.
 """
