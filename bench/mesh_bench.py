@@ -47,17 +47,11 @@ import spacy
 from rich.console import Console
 
 from common.config import Settings
-from loader.corpora import lee_articles
-from loader.load import (
-    LEE_PUBLICATIONS,
-    Article,
-    LoadOptions,
-    LoadResult,
-    add_task,
-    make_progress,
-    run_load,
-    wait_drained,
-)
+from loader.cli import run_load, wait_drained
+from loader.corpora import LEE_PUBLICATIONS, lee_articles
+from loader.poster import LoadOptions
+from loader.readers import Article
+from loader.report import LoadResult, add_task, make_progress
 from services.control import mesh
 from services.extractor.ner import load_model
 from store.emulator import EmulatorFailed, EmulatorUnavailable, FirestoreEmulator, gcloud_path

@@ -2,7 +2,7 @@
 
 300 ABC news articles, one per line (293 unique), shipped as test data inside the gensim
 wheel. We fetch that wheel from PyPI with pip (no gensim install), read the one member out
-of it, and cache the file.
+of it, and cache the file. `lee_rows` is the corpus as the load tool posts it.
 """
 
 from __future__ import annotations
@@ -11,11 +11,16 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from loader.readers import Article
 
 GENSIM_WHEEL = "gensim==4.4.0"
 MEMBER = "gensim/test/test_data/lee_background.cor"
 DEFAULT_CACHE = Path.home() / ".cache" / "ingest-mesh"
+# The corpus is all ABC news; spread over three names, it exercises per-publication counts.
+LEE_PUBLICATIONS = ("ABC Science", "Lee Wire", "The Daily Corpus")
 
 
 def lee_corpus_path(cache_dir: Path = DEFAULT_CACHE) -> Path:
@@ -53,3 +58,12 @@ def lee_articles(cache_dir: Path = DEFAULT_CACHE) -> list[str]:
     """The corpus articles, in file order, blank lines dropped."""
     text = lee_corpus_path(cache_dir).read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def lee_rows(repeat: int = 1, texts: Sequence[str] | None = None) -> Iterator[Article]:
+    """The Lee corpus spread over three publications, `repeat` times; every line of every
+    copy has its own id, so 300 x repeat articles are counted (the corpus repeats 7 texts)."""
+    texts = lee_articles() if texts is None else texts
+    for copy in range(repeat):
+        for i, text in enumerate(texts):
+            yield Article(LEE_PUBLICATIONS[i % len(LEE_PUBLICATIONS)], text, f"lee-{copy}-{i}")

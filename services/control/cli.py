@@ -16,7 +16,8 @@ import msgspec
 from common.config import ConfigError, Settings, load_settings
 from common.control import summarize
 from common.store import UnknownPublication
-from services.control import load, mesh
+from loader import cli as load_tool
+from services.control import mesh
 from services.frontend.journal import Journal
 from store import open_store
 
@@ -185,8 +186,8 @@ def _dead_letter_count(settings: Settings) -> int:
 
 
 def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
-    # The whole tool (formats, batching, retries, summary) lives in services/control/load.py.
-    return load.command(settings, args)
+    # The whole tool (formats, batching, retries, summary) lives in the loader package.
+    return load_tool.command(settings, args)
 
 
 def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
@@ -263,7 +264,7 @@ def parser() -> argparse.ArgumentParser:
     load_dataset = commands.add_parser(
         "load", help="post a dataset (JSONL, CSV, text, or the Lee corpus) and measure"
     )
-    load.add_arguments(load_dataset)
+    load_tool.add_arguments(load_dataset)
     load_dataset.set_defaults(run=cmd_load)
     return top
 
