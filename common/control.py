@@ -1,6 +1,6 @@
 """The control channel every process shares: pipeline state, reports, and commands.
 
-The control server (services/control/server.py) owns three endpoints:
+The control server (services/control/__main__.py) owns three endpoints:
 
     state     XPUB    bind  settings.control_state_endpoint    -> every process (SUB)
     reports   PULL    bind  settings.control_report_endpoint   <- every process (PUSH)
