@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 import falcon
 
+# Reads are public (aggregate counts of public news); only these methods need no key.
+KEYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 class ApiKeyAuth:
     def __init__(self, keys: Sequence[str]) -> None:
@@ -22,7 +25,7 @@ class ApiKeyAuth:
 
     def process_resource(self, req: falcon.Request, resp, resource, params) -> None:
         scheme = getattr(resource, "auth", None)
-        if scheme is None or req.method in ("GET", "HEAD", "OPTIONS"):
+        if scheme is None or req.method in KEYLESS_METHODS:
             return
         presented = _credential(req, scheme)
         if presented is None:

@@ -132,16 +132,16 @@ class Publications:
 
 
 class Entities:
-    """GET /publications/{name}/entities: top entities by count, ties by text, paged.
-
-    Also GET /entities?publication=NAME, for names a path cannot carry (such as "a/b":
-    gunicorn decodes %2F before routing).
-    """
+    """GET /publications/{name}/entities: top entities by count, ties by text, paged."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
 
     def on_get_query(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """GET /entities?publication=NAME: the same, with the publication as a query parameter.
+
+        For names a path cannot carry, such as "a/b": gunicorn decodes %2F before routing.
+        """
         self.on_get(req, resp, req.get_param("publication", required=True))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:

@@ -1,5 +1,5 @@
 """HTTP request and response bodies, declared once: they validate requests, shape responses
-and are the schemas of the OpenAPI document (services/frontend/openapi.py)."""
+and are the schemas of the OpenAPI document (services/frontend/http/openapi.py)."""
 
 from __future__ import annotations
 
