@@ -67,10 +67,13 @@ class Ack(msgspec.Struct, frozen=True, tag="ack.v1", array_like=True):
 
 
 class Failure(msgspec.Struct, frozen=True, tag="failure.v1", array_like=True):
-    """An extractor could not process an article; the ledger retries it or dead-letters it."""
+    """An extractor could not process an article. `retryable`: the same text may succeed
+    later (e.g. out of memory), so the ledger tries again; otherwise (the text itself makes
+    spaCy fail) it is dead-lettered at once, since a retry would fail the same way."""
 
     id: str
     error: str
+    retryable: bool = True
 
 
 Message = Article | Extraction | Ack | Failure

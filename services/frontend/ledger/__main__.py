@@ -58,7 +58,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
                     if isinstance(message, Ack):
                         acked += message.ids
                     elif isinstance(message, Failure):
-                        ledger.failed(message.id, message.error)
+                        ledger.failed(message.id, message.error, retryable=message.retryable)
                 ledger.acknowledged(acked)
 
             # Leases that ran out: send again, before anything new.

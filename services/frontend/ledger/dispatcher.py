@@ -170,12 +170,13 @@ class Ledger:
         self.done += 1
         return True
 
-    def failed(self, ident: str, error: str) -> None:
-        """An extractor could not process the article: retry soon, or give up on it."""
+    def failed(self, ident: str, error: str, *, retryable: bool = True) -> None:
+        """An extractor could not process the article: retry soon, or give up on it (at
+        once when the failure is deterministic: a retry would fail the same way)."""
         lease = self.in_flight.get(ident)
         if lease is None:
             return
-        if lease.attempts >= self.max_attempts:
+        if not retryable or lease.attempts >= self.max_attempts:
             self._bury({ident: error})
         else:
             delay = min(self.retry_seconds * 2 ** (lease.attempts - 1), self.lease_seconds)
