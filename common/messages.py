@@ -1,21 +1,45 @@
 """The wire format of the mesh, defined once.
 
 Every message is a msgspec struct encoded as msgpack. The tag names the message and its
-schema version ("article.v1"), so a process that receives a message it does not know, or a
+schema version ("article.v2"), so a process that receives a message it does not know, or a
 version it does not speak, fails to decode it loudly instead of guessing.
 
+Every frame is untrusted input, like an HTTP body: decoding validates types, lengths and
+ranges (an entity count of 2**63 or a label of any shape never reaches the store), and a
+frame that does not decode is dropped and logged by whoever received it (`Codec.decode_or_drop`),
+never a crash. Frame sizes are bounded by the sockets themselves (MAXMSGSIZE,
+common/sockets.py).
+
 Flow: ledger -> Article -> extractor -> Extraction -> saver inlet -> saver -> Ack -> ledger;
-an extractor that cannot process an article sends the ledger a Failure instead.
+an extractor that cannot process an article sends the ledger a Failure instead. Acks and
+failures go to the ledger named by id in the message, at the endpoint configuration gives
+for that id (never an address carried by a message), and carry the dispatch token the
+ledger issued, so a ledger believes an ack only for what it has in flight.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Generic, TypeVar
+import logging
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
+from common import metrics
+
 T = TypeVar("T")
+
+ArticleId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Publication = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+LedgerId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Token = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+EntityKey = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{24}$")]
+Label = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z_]{0,63}$")]
+# An entity is at most a few words; a 1 MiB article has well under a million tokens.
+MAX_ENTITY_CHARS = 2000
+EntityText = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ENTITY_CHARS)]
+Occurrences = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+ErrorText = Annotated[str, msgspec.Meta(max_length=2000)]
 
 
 class Codec(Generic[T]):
@@ -32,47 +56,68 @@ class Codec(Generic[T]):
     def decode(self, frame: bytes) -> T:
         return self._decoder.decode(frame)
 
+    def decode_or_drop(self, frame: bytes, log: logging.Logger, source: str) -> T | None:
+        """The message, or None (logged) for a frame that is not one: never raises."""
+        try:
+            return self._decoder.decode(frame)
+        except msgspec.DecodeError as exc:  # ValidationError included
+            metrics.FRAMES_DROPPED.inc()
+            log.warning(
+                "dropped a bad frame",
+                extra={"source": source, "bytes": len(frame), "error": str(exc)[:300]},
+            )
+            return None
 
-class Article(msgspec.Struct, frozen=True, tag="article.v1", array_like=True):
+
+class Article(msgspec.Struct, frozen=True, tag="article.v2", array_like=True):
     """One journaled article, dispatched by a ledger to the extractors."""
 
-    id: str
-    publication: str
-    content: str
-    ack_to: str  # the ledger endpoint that wants the acknowledgement
+    id: ArticleId
+    publication: Publication
+    content: str  # bounded by the frame size
+    ledger: LedgerId  # which ledger wants the acknowledgement
+    token: Token  # this dispatch's token, echoed back in the ack
 
 
 class Entity(msgspec.Struct, frozen=True, array_like=True):
     """One distinct entity of an article: stable key, display text, label, occurrences."""
 
-    key: str
-    text: str
-    label: str
-    count: int
+    key: EntityKey
+    text: EntityText
+    label: Label
+    count: Occurrences
 
 
-class Extraction(msgspec.Struct, frozen=True, tag="extraction.v1", array_like=True):
+class Extraction(msgspec.Struct, frozen=True, tag="extraction.v2", array_like=True):
     """The entities of one article, from an extractor to the savers."""
 
-    id: str
-    publication: str
-    entities: list[Entity]
-    ack_to: str
+    id: ArticleId
+    publication: Publication
+    entities: Annotated[list[Entity], msgspec.Meta(max_length=200_000)]
+    ledger: LedgerId
+    token: Token
 
 
-class Ack(msgspec.Struct, frozen=True, tag="ack.v1", array_like=True):
-    """Article ids whose counts are committed to the store (or were already)."""
+class Acked(msgspec.Struct, frozen=True, array_like=True):
+    id: ArticleId
+    token: Token
 
-    ids: list[str]
+
+class Ack(msgspec.Struct, frozen=True, tag="ack.v2", array_like=True):
+    """Articles whose counts are committed to the store (or were already), each with the
+    token of the dispatch that was committed."""
+
+    articles: Annotated[list[Acked], msgspec.Meta(max_length=100_000)]
 
 
-class Failure(msgspec.Struct, frozen=True, tag="failure.v1", array_like=True):
-    """An extractor could not process an article. `retryable`: the same text may succeed
-    later (e.g. out of memory), so the ledger tries again; otherwise (the text itself makes
-    spaCy fail) it is dead-lettered at once, since a retry would fail the same way."""
+class Failure(msgspec.Struct, frozen=True, tag="failure.v2", array_like=True):
+    """An article could not be processed. `retryable`: the same text may succeed later (e.g.
+    out of memory), so the ledger tries again; otherwise (the text itself makes spaCy or the
+    store fail) it is dead-lettered at once, since a retry would fail the same way."""
 
-    id: str
-    error: str
+    id: ArticleId
+    token: Token
+    error: ErrorText
     retryable: bool = True
 
 
@@ -81,6 +126,7 @@ Message = Article | Extraction | Ack | Failure
 _codec: Codec[Message] = Codec(Message)
 encode = _codec.encode
 decode = _codec.decode
+decode_or_drop = _codec.decode_or_drop
 
 
 def article_id(publication: str, content: str) -> str:

@@ -41,7 +41,11 @@ ACKNOWLEDGED = Counter(
     "ingest_articles_acknowledged", "Articles acknowledged by savers and removed from the journal."
 )
 DEAD_LETTERED = Counter(
-    "ingest_articles_dead_lettered", "Articles set aside after max_attempts dispatches."
+    "ingest_articles_dead_lettered",
+    "Articles set aside: max_attempts failures, or a failure no retry can fix.",
+)
+ACKS_REFUSED = Counter(
+    "ingest_acks_refused", "Acks and failures without a dispatch token the ledger issued."
 )
 BACKLOG = Gauge(
     "ingest_journal_backlog_articles",
@@ -84,3 +88,11 @@ COMMIT_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 COMMIT_FAILURES = Counter("ingest_store_commit_failures", "Store commits that raised (retried).")
+POISON = Counter(
+    "ingest_articles_poison", "Articles the store refused for good (dead-lettered with its error)."
+)
+
+# -- every process -----------------------------------------------------------------------------
+FRAMES_DROPPED = Counter(
+    "ingest_frames_dropped", "ZeroMQ frames dropped as invalid (undecodable, out of bounds)."
+)

@@ -1,22 +1,35 @@
-"""Socket conventions every stage follows.
+"""Socket conventions every stage follows (`MeshSockets`).
 
-- Stable endpoints are bound by long-lived processes (ledger, saver inlet); the elastic pools
-  (extractors, savers) only connect, so `circusctl incr/decr` never touches a port.
+- Stable endpoints are bound by long-lived processes (ledger, saver inlet, control); the
+  elastic pools (frontend workers, extractors, savers) only connect, so `circusctl
+  incr/decr` never touches a port.
 - Every socket gets a finite LINGER: with the default (wait forever) a close() + term() hangs
   whenever a peer is gone (docs/measurements.md).
 - Producers set IMMEDIATE so messages are only queued on completed connections, never on a
   peer that is not there yet.
+- Every socket bounds the frames it accepts (MAXMSGSIZE) and heartbeats its peers.
+- ipc endpoints live in the private run folder; tcp endpoints are CURVE (common/security.py).
 - Contexts are created after fork, inside each process's own main.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import socket as net
+from pathlib import Path
 
 import zmq
 
+from common.config import Settings
+from common.security import MeshSecurity, ensure_private_dir, is_tcp
+
+log = logging.getLogger("sockets")
+
 LINGER_MS = 1000
+# A dead peer is noticed within about 3 s (docs/measurements.md: 22 s and counting without).
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 3000
 
 # Below Linux's ephemeral range (32768-60999), where the local ports of outgoing connections
 # come from: a port picked there with bind(0) can be taken by any client connection before
@@ -43,52 +56,95 @@ def free_tcp_port() -> int:
     raise RuntimeError(f"no free TCP port in {FREE_PORT_RANGE}")
 
 
-def open_socket(
-    context: zmq.Context,
-    kind: int,
-    endpoint: str,
-    *,
-    bind: bool,
-    hwm: int | None = None,
-) -> zmq.Socket:
-    socket = context.socket(kind)
-    socket.setsockopt(zmq.LINGER, LINGER_MS)
-    if hwm is not None:
-        socket.setsockopt(zmq.SNDHWM, hwm)
-        socket.setsockopt(zmq.RCVHWM, hwm)
-    if kind == zmq.PUSH:
-        socket.setsockopt(zmq.IMMEDIATE, 1)
-    if bind:
+class MeshSockets:
+    """One process's ZeroMQ context, and every socket of it opened the mesh's way.
+
+    Each socket gets: a finite LINGER; its high-water marks; IMMEDIATE on producers;
+    MAXMSGSIZE (a peer that sends a bigger frame is disconnected, so no frame can take a
+    process's memory); ZeroMQ heartbeats (a dead peer is noticed in seconds, not never);
+    and the mesh's security (common/security.py): a bound ipc endpoint lives in a private
+    folder, a tcp endpoint is CURVE, as a server when bound, a client when connected.
+    """
+
+    def __init__(self, settings: Settings, context: zmq.Context | None = None) -> None:
+        self.context = context or zmq.Context()
+        self._settings = settings
+        self._security = MeshSecurity(self.context, settings.key_path, settings.key_name)
+        self._sockets: list[zmq.Socket] = []
+
+    def bind(
+        self, kind: int, endpoint: str, *, hwm: int | None = None, max_bytes: int | None = None
+    ) -> zmq.Socket:
+        socket = self._socket(kind, hwm, max_bytes)
+        if is_tcp(endpoint):
+            self._security.server(socket)
+        elif endpoint.startswith("ipc://"):
+            ensure_private_dir(Path(endpoint[len("ipc://") :]).parent)
         socket.bind(endpoint)
-    else:
+        return socket
+
+    def connect(
+        self, kind: int, endpoint: str, *, hwm: int | None = None, max_bytes: int | None = None
+    ) -> zmq.Socket:
+        socket = self._socket(kind, hwm, max_bytes)
+        if is_tcp(endpoint):
+            self._security.client(socket)
         socket.connect(endpoint)
-    return socket
+        return socket
+
+    def close(self) -> None:
+        """Close every socket opened here, then the context (never hangs: finite linger)."""
+        for socket in self._sockets:
+            socket.close()
+        self._security.close()
+        self.context.term()
+
+    def _socket(self, kind: int, hwm: int | None, max_bytes: int | None) -> zmq.Socket:
+        socket = self.context.socket(kind)
+        self._sockets.append(socket)
+        socket.setsockopt(zmq.LINGER, LINGER_MS)
+        socket.setsockopt(zmq.MAXMSGSIZE, max_bytes or self._settings.max_message_bytes)
+        socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        socket.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
+        if hwm is not None:
+            socket.setsockopt(zmq.SNDHWM, hwm)
+            socket.setsockopt(zmq.RCVHWM, hwm)
+        if kind == zmq.PUSH:
+            socket.setsockopt(zmq.IMMEDIATE, 1)
+        return socket
 
 
 class LedgerReplies:
-    """PUSH sockets to the ledgers named in messages (their `ack_to`), opened on first use.
+    """PUSH sockets to the ledgers, by ledger id, at the endpoints configuration gives
+    (`Settings.ledger_ack_endpoints`), opened on first use. A message names a ledger by id
+    only, never by address: an unknown id is dropped and logged, and no payload can make
+    this process connect anywhere.
 
     Replies are best effort: if a ledger is away for a second, the reply is dropped and the
     ledger's lease brings the article back, which the store's markers make harmless.
     """
 
-    def __init__(self, context: zmq.Context, send_timeout_ms: int = 1000) -> None:
-        self._context = context
+    def __init__(
+        self, sockets: MeshSockets, endpoints: dict[str, str], send_timeout_ms: int = 1000
+    ) -> None:
+        self._mesh = sockets
+        self._endpoints = endpoints
         self._timeout = send_timeout_ms
         self._sockets: dict[str, zmq.Socket] = {}
 
-    def send(self, endpoint: str, frame: bytes) -> bool:
-        socket = self._sockets.get(endpoint)
+    def send(self, ledger: str, frame: bytes) -> bool:
+        socket = self._sockets.get(ledger)
         if socket is None:
-            socket = open_socket(self._context, zmq.PUSH, endpoint, bind=False)
+            endpoint = self._endpoints.get(ledger)
+            if endpoint is None:
+                log.warning("reply to an unknown ledger dropped", extra={"ledger": ledger})
+                return False
+            socket = self._mesh.connect(zmq.PUSH, endpoint)
             socket.setsockopt(zmq.SNDTIMEO, self._timeout)
-            self._sockets[endpoint] = socket
+            self._sockets[ledger] = socket
         try:
             socket.send(frame)
         except zmq.Again:
             return False
         return True
-
-    def close(self) -> None:
-        for socket in self._sockets.values():
-            socket.close()

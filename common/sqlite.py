@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,10 @@ def connect(
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+    # Article text and counts are this user's only; SQLite gives its -wal and -shm files
+    # the database file's mode.
+    with contextlib.suppress(PermissionError):
+        os.chmod(path, 0o600)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     return conn

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import msgspec
+from msgspec import Meta
 
 from common.messages import Extraction
 
@@ -34,12 +35,23 @@ class EntityPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
+# A cursor comes from clients, so it is checked for what both stores can use alike:
+# - counts are never negative, and both stores keep signed 64-bit integers (a larger count
+#   would overflow SQLite's binding and Firestore's encoding: a 500, not a 400);
+# - keys are digests (common.messages.entity_key). Firestore orders entities by document id,
+#   which is the key itself only for ASCII letters, digits and "-" up to 1,500 bytes
+#   (store/firestore/ids.py encodes anything else), so only such keys page the same way on
+#   both stores.
+CursorCount = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+CursorKey = Annotated[str, Meta(min_length=1, max_length=1500, pattern=r"\A[0-9A-Za-z-]+\Z")]
+
+
 class EntityCursor(msgspec.Struct, frozen=True, array_like=True):
     """Position after the last entity of a page in (count desc, text, key) order."""
 
-    count: int
+    count: CursorCount
     text: str
-    key: str
+    key: CursorKey
 
 
 class InvalidCursor(ValueError):
@@ -85,5 +97,10 @@ class Store(Protocol):
 
     def counted(self, ids: Sequence[str]) -> set[str]:
         """Which of these article ids carry a marker."""
+
+    def poison(self, error: Exception) -> bool:
+        """Whether `error`, raised by `commit`, is about the data (an invalid value, a
+        document too large): retrying the same articles cannot fix it. Anything else (the
+        store unreachable, locked, contended, or refusing us) is worth retrying."""
 
     def close(self) -> None: ...

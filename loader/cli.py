@@ -179,7 +179,7 @@ def wait_drained(
         console.print(f"draining: {what} after {elapsed:.0f} s")
 
     try:
-        left = mesh.drain(settings, timeout=timeout, progress=progress)
+        left = mesh.drain(settings, None, timeout=timeout, progress=progress)
     except mesh.MeshError as exc:
         result.drained = False
         result.error = result.error or f"cannot watch the drain: {exc}"

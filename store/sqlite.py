@@ -6,6 +6,7 @@ so a re-delivered article (its marker exists) adds nothing and a crash applies n
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -144,6 +145,13 @@ class SqliteStore:
             rows = self._conn.execute(f"SELECT id FROM articles WHERE id IN ({marks})", part)
             found.update(row[0] for row in rows)
         return found
+
+    def poison(self, error: Exception) -> bool:
+        # OperationalError is the file: locked, busy, disk full or unreadable. These come
+        # from the values themselves (an integer out of range, a constraint).
+        return isinstance(
+            error, sqlite3.IntegrityError | sqlite3.DataError | OverflowError | ValueError
+        )
 
     def close(self) -> None:
         self._conn.close()

@@ -25,22 +25,25 @@ import zmq
 
 from common.config import Settings, load_settings
 from common.control import (
+    CONTROL_BYTES,
     REPORT_SECONDS,
     Command,
     Reply,
     Report,
     State,
     StateName,
-    decode,
+    decode_or_drop,
     encode,
 )
 from common.lifecycle import StopFlag, configure_logging
-from common.sockets import open_socket
+from common.sockets import MeshSockets
 
 log = logging.getLogger("control")
 
 # A process whose last report is older than this is taken as gone.
 LIVE_SECONDS = 3 * REPORT_SECONDS
+# The processes that apply a state to their host's journal gate, so must confirm it.
+GATE_KEEPERS = ("frontend", "ledger")
 COMMAND_STATES: dict[str, StateName] = {
     "stop-writes": "stopped",
     "drain": "draining",
@@ -96,8 +99,9 @@ class Pipeline:
         return [r for r, _ in self._reports.values() if stage is None or r.stage == stage]
 
     def unconfirmed(self, seq: int) -> list[Report]:
-        """Live frontend processes that have not yet applied state `seq`."""
-        return [r for r in self.live("frontend") if r.state_seq < seq]
+        """Live frontend processes (workers and ledgers: each closes or opens its host's
+        journal gate) that have not yet applied state `seq`."""
+        return [r for r in self.live() if r.stage in GATE_KEEPERS and r.state_seq < seq]
 
 
 class Pending(msgspec.Struct):
@@ -107,11 +111,11 @@ class Pending(msgspec.Struct):
 
 
 def run(settings: Settings, stop: StopFlag) -> None:
-    context = zmq.Context()
-    states = open_socket(context, zmq.XPUB, settings.control_state_endpoint, bind=True)
+    sockets = MeshSockets(settings)
+    states = sockets.bind(zmq.XPUB, settings.control_state_endpoint, max_bytes=CONTROL_BYTES)
     states.setsockopt(zmq.XPUB_VERBOSE, 1)
-    reports = open_socket(context, zmq.PULL, settings.control_report_endpoint, bind=True)
-    commands = open_socket(context, zmq.ROUTER, settings.control_command_endpoint, bind=True)
+    reports = sockets.bind(zmq.PULL, settings.control_report_endpoint, max_bytes=CONTROL_BYTES)
+    commands = sockets.bind(zmq.ROUTER, settings.control_command_endpoint, max_bytes=CONTROL_BYTES)
 
     pipeline = Pipeline(StateFile(settings.data_path / "control-state.json"))
     poller = zmq.Poller()
@@ -132,14 +136,21 @@ def run(settings: Settings, stop: StopFlag) -> None:
 
             # Heartbeats from every process.
             while reports in events and reports.poll(0):
-                message = _decode(reports.recv())
+                message = decode_or_drop(reports.recv(), log, "control reports")
                 if isinstance(message, Report):
                     pipeline.record(message)
 
-            # Commands from the CLI.
+            # Commands from the CLI: [identity, empty, command] from a REQ socket; any other
+            # shape is dropped, never answered (a ROUTER cannot answer a malformed peer).
             while commands in events and commands.poll(0):
-                identity, _, frame = commands.recv_multipart()
-                answer = _handle(pipeline, _decode(frame), identity, pending)
+                frames = commands.recv_multipart()
+                if len(frames) != 3 or frames[1]:
+                    log.warning("dropped a malformed command", extra={"frames": len(frames)})
+                    continue
+                identity, _, frame = frames
+                answer = _handle(
+                    pipeline, decode_or_drop(frame, log, "control commands"), identity, pending
+                )
                 if answer is not None:
                     commands.send_multipart([identity, b"", encode(answer)])
                     continue
@@ -152,7 +163,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
                     continue
                 pending.remove(wait)
                 detail = (
-                    f"{len(missing)} frontend process(es) did not confirm: "
+                    f"{len(missing)} frontend/ledger process(es) did not confirm: "
                     + ", ".join(f"{r.host}/{r.pid}" for r in missing)
                     if missing
                     else ""
@@ -164,18 +175,8 @@ def run(settings: Settings, stop: StopFlag) -> None:
                 next_broadcast = time.monotonic() + REPORT_SECONDS
                 states.send(encode(pipeline.state))
     finally:
-        for socket in (states, reports, commands):
-            socket.close()
-        context.term()
+        sockets.close()
         log.info("control stopped")
-
-
-def _decode(frame: bytes) -> object:
-    try:
-        return decode(frame)
-    except msgspec.DecodeError as exc:
-        log.warning("undecodable control message: %s", exc)
-        return exc
 
 
 def _handle(

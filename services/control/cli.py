@@ -7,6 +7,7 @@ Everything Circus does itself (status of watchers, incr/decr, restart) also work
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -15,9 +16,10 @@ import msgspec
 
 from common.config import ConfigError, Settings, load_settings
 from common.control import summarize
+from common.security import SecurityError
 from common.store import UnknownPublication
 from loader import cli as load_tool
-from services.control import mesh
+from services.control import keys, mesh
 from services.frontend.journal import Journal
 from store import open_store
 
@@ -30,7 +32,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     }
     # Sizes at start only: later, `ingest scale` (or circusctl) changes them live.
     settings = msgspec.structs.replace(settings, **sizes)
-    key = mesh.prepare(settings)
+    mesh.prepare(settings)
     process = mesh.start(settings, daemon=not args.foreground)
     mesh.wait_until_serving(settings, timeout=args.timeout)
     if settings.run_firestore_emulator:
@@ -40,10 +42,12 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     mesh.set_state(settings, "resume")
     url = mesh.base_url(settings)
     print(f"The mesh is up: {url} (store: {settings.store}, data: {settings.data_dir})")
-    print(f"API key: in {settings.api_key_path} (or set INGEST_API_KEYS)")
+    # Never the key itself: this output ends up in terminals' scrollback, CI logs, tickets.
+    where, bearer = _key_source(settings)
+    print(where)
     print("Post an article:")
     print(
-        f"  curl -s -X POST {url}/articles -H 'Authorization: Bearer {key}' "
+        f'  curl -s -X POST {url}/articles -H "Authorization: Bearer {bearer}" '
         "-H 'Content-Type: application/json' "
         """-d '{"publication": "Example News", "content": "Angela Merkel met Emmanuel """
         """Macron in Paris."}'"""
@@ -55,9 +59,24 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_source(settings: Settings) -> tuple[str, str]:
+    """Where the API keys come from, said without them, and the shell words that give
+    one to curl."""
+    if settings.api_keys:
+        origin = (
+            "INGEST_API_KEYS"
+            if os.environ.get("INGEST_API_KEYS")
+            else "the api_keys setting (INGEST_CONFIG)"
+        )
+        return f"API keys: from {origin}, not printed; set KEY to one of them", "$KEY"
+    path = shlex.quote(str(settings.api_key_path.resolve()))
+    # The first line: a key file may hold several keys, one per line.
+    return f"API key: in {path}", f"$(head -n 1 {path})"
+
+
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
-    mesh.set_state(settings, "stop-writes")
-    left = mesh.drain(settings, timeout=args.timeout, progress=_progress)
+    stopped = mesh.set_state(settings, "stop-writes").state
+    left = mesh.drain(settings, stopped.seq, timeout=args.timeout, progress=_progress)
     mesh.stop(settings)
     if left:
         print(
@@ -91,8 +110,8 @@ def cmd_resume(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_drain(settings: Settings, args: argparse.Namespace) -> int:
-    mesh.set_state(settings, "drain")
-    left = mesh.drain(settings, timeout=args.timeout, progress=_progress)
+    draining = mesh.set_state(settings, "drain").state
+    left = mesh.drain(settings, draining.seq, timeout=args.timeout, progress=_progress)
     if left:
         print(f"ingest: drain timed out: {_left(left)}", file=sys.stderr)
         return 1
@@ -106,8 +125,11 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     print(f"pipeline: {summary.state} (seq {summary.seq})")
     print("processes:")
     for stage, count in processes.items():
-        workers = summary.processes.get("frontend", 0)
-        detail = f" ({workers} gunicorn workers)" if stage == "frontend" else ""
+        # Circus's count; a frontend process is one gunicorn with one worker, so it is the
+        # count GET /status and circusctl give too. Reports lag a start or a stop by a few
+        # seconds: say so when they differ rather than print two truths as one.
+        reporting = summary.processes.get(stage)
+        detail = f" ({reporting} reporting)" if reporting not in (None, count) else ""
         print(f"  {stage:<12} {count}{detail}")
     if "ledger" in summary.processes:
         print(
@@ -139,6 +161,12 @@ def cmd_scale(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_top(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.store == "sqlite" and not settings.sqlite_store_path.exists():
+        # Opening it would create an empty store here and answer "unknown publication".
+        raise mesh.MeshError(
+            f"no store at {settings.sqlite_store_path}: is the data directory right? "
+            "set INGEST_DATA_DIR or INGEST_CONFIG"
+        )
     store = open_store(settings)
     try:
         page = store.top_entities(args.publication, limit=args.n, label=args.label)
@@ -152,8 +180,24 @@ def cmd_top(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_journal(settings: Settings) -> Journal:
+    """The journal of the mesh the settings name; MeshError if there is none.
+
+    Opening a missing one would create it (SQLite creates the file), and the command would
+    answer for an empty journal, e.g. "0 dead letter(s)", when it is only run from another
+    directory (the default data_dir `var` is relative).
+    """
+    path = settings.journal_path
+    if not path.is_file():
+        raise mesh.MeshError(
+            f"no journal at {path}: is the data directory right? "
+            "set INGEST_DATA_DIR or INGEST_CONFIG"
+        )
+    return Journal(path)
+
+
 def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
-    journal = Journal(settings.journal_path)
+    journal = _existing_journal(settings)
     try:
         letters = journal.dead_letters(limit=args.limit)
         total = journal.dead_letter_count()
@@ -168,7 +212,7 @@ def cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_retry_dead(settings: Settings, args: argparse.Namespace) -> int:
-    journal = Journal(settings.journal_path)
+    journal = _existing_journal(settings)
     try:
         moved = journal.revive(args.ids or None)
     finally:
@@ -178,7 +222,7 @@ def cmd_retry_dead(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _dead_letter_count(settings: Settings) -> int:
-    journal = Journal(settings.journal_path)
+    journal = _existing_journal(settings)
     try:
         return journal.dead_letter_count()
     finally:
@@ -192,7 +236,7 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_env(settings: Settings, args: argparse.Namespace) -> int:
     for name, value in sorted(mesh.environ(settings).items()):
-        if name.startswith(("INGEST_", "MESH_")) or name == "PYTHONPATH":
+        if name.startswith(("INGEST_", "MESH_")) or name in ("PYTHONPATH", "CIRCUSCTL_ENDPOINT"):
             print(f"export {name}={shlex.quote(value)}")
     return 0
 
@@ -261,6 +305,8 @@ def parser() -> argparse.ArgumentParser:
         "env", help="print the environment circus.ini reads (for circusd/circusctl by hand)"
     ).set_defaults(run=cmd_env)
 
+    keys.add_arguments(commands)
+
     load_dataset = commands.add_parser(
         "load", help="post a dataset (JSONL, CSV, text, or the Lee corpus) and measure"
     )
@@ -274,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         return args.run(settings, args)
-    except (ConfigError, mesh.MeshError) as exc:
+    except (ConfigError, SecurityError, mesh.MeshError) as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import psutil
 from circus.client import CircusClient
 
 from common.config import Settings
 from common.control import ControlUnavailable, Reply, ask
+from common.security import ensure_private_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 CIRCUS_INI = ROOT / "circus.ini"
@@ -39,12 +39,29 @@ def environ(settings: Settings) -> dict[str, str]:
     env["PROMETHEUS_MULTIPROC_DIR"] = str(settings.metrics_path)
     env["MESH_FIRESTORE_EMULATOR"] = "true" if settings.run_firestore_emulator else "false"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    # Plain `circusctl` finds this mesh's circusd (its endpoint is an ipc socket in the run
+    # folder, not the usual tcp://127.0.0.1:5555 every local user could reach).
+    env["CIRCUSCTL_ENDPOINT"] = settings.circus_endpoint
     return env
 
 
 def prepare(settings: Settings) -> str:
-    """Create the data and log folders and the API key; return the key."""
-    (settings.data_path / "logs").mkdir(parents=True, exist_ok=True)
+    """Create the data folders, private to this user, and the API key; return the key.
+
+    Every file the mesh creates is this user's only (umask 077, inherited by circusd and
+    every process it starts): the journal and the store hold article text, the run folder
+    the ipc sockets, the key folder the CURVE keys.
+    """
+    os.umask(0o077)
+    ensure_private_dir(settings.data_path)
+    ensure_private_dir(settings.data_path / "logs")
+    ensure_private_dir(settings.run_path)
+    own_key = settings.key_path / f"{settings.key_name}.key_secret"
+    if settings.tcp_endpoints() and not own_key.exists():
+        raise MeshError(
+            f"tcp:// endpoints are CURVE-authenticated and need keys in {settings.key_path}: "
+            "run `ingest keys` first (docs/trust.md)"
+        )
     return settings.ensure_api_key()
 
 
@@ -141,6 +158,7 @@ def set_state(settings: Settings, command: str, wait: float = 5.0) -> Reply:
 
 def drain(
     settings: Settings,
+    since_seq: int | None,
     *,
     timeout: float,
     progress: Callable[[int, float], None] | None = None,
@@ -148,54 +166,51 @@ def drain(
     """Wait until every ledger's journal is empty. Returns 0 when drained, else the number
     of articles left at the timeout (-1: no ledger reported its journal at all).
 
-    Only a ledger report whose journal look is newer than the start of the wait counts, so
-    an article accepted just before writes stopped is never missed.
+    `since_seq` is the seq of the stop-writes or drain state: a ledger's zero counts only if
+    it was read in one snapshot with its journal's gate at that seq or later. The gate was
+    closed then, so no article can join the journal afterwards: drained means drained.
+    With `since_seq=None` (writes go on; e.g. `ingest load --wait` waiting for what it
+    posted), a zero counts only from a look the ledger took after this call began. No
+    clock is compared either way, so hosts need not agree on the time.
     """
-    started_wall, started = time.time(), time.monotonic()
+    started = time.monotonic()
     left, last_progress = -1, 0.0
+    looks_at_start: dict[tuple[str, int], float] | None = None
     while time.monotonic() - started < timeout:
         ledgers = [r for r in control(settings, "status").reports if r.stage == "ledger"]
+        if looks_at_start is None:
+            looks_at_start = {(r.host, r.pid): r.counters.get("journal_looks", 0) for r in ledgers}
         if ledgers:
             left = sum(int(r.counters.get("backlog", 0)) for r in ledgers)
-            fresh = all(r.counters.get("journal_checked_at", 0) > started_wall for r in ledgers)
-            if fresh and left == 0:
+            if since_seq is not None:
+                settled = all(r.counters.get("journal_gate_seq", -1) >= since_seq for r in ledgers)
+            else:
+                settled = all(
+                    r.counters.get("journal_looks", 0) > looks_at_start.get((r.host, r.pid), 0)
+                    for r in ledgers
+                )
+            if settled and left == 0:
                 return 0
         if progress and left > 0 and time.monotonic() - last_progress >= 1.0:
             last_progress = time.monotonic()
             progress(left, time.monotonic() - started)
         time.sleep(0.25)
-    return left if left != 0 else 1  # a zero not yet confirmed by a fresh look
+    return left if left != 0 else 1  # a zero not yet confirmed by a settled look
 
 
 def scale(settings: Settings, stage: str, count: int) -> tuple[int, int]:
-    """Set a stage's process count; the frontend's is its number of gunicorn workers."""
+    """Set a stage's number of Circus processes, as `circusctl incr/decr` does; a frontend
+    process is one gunicorn with one worker, so every stage counts the same way."""
     if stage not in SCALABLE:
         raise MeshError(f"unknown stage {stage!r}: choose one of {', '.join(SCALABLE)}")
     if count < 1:
         raise MeshError(f"a stage needs at least 1 process, not {count}")
-    if stage == "frontend":
-        return _scale_gunicorn(settings, count)
     before = circus(settings, "numprocesses", name=stage)["numprocesses"]
     if count > before:
         circus(settings, "incr", name=stage, nb=count - before, waiting=True)
     elif count < before:
         circus(settings, "decr", name=stage, nb=before - count, waiting=True)
     return before, circus(settings, "numprocesses", name=stage)["numprocesses"]
-
-
-def _scale_gunicorn(settings: Settings, count: int) -> tuple[int, int]:
-    # gunicorn adds a worker on TTIN and removes one on TTOU.
-    (master,) = circus(settings, "list", name="frontend")["pids"]
-    workers = lambda: len(psutil.Process(master).children())  # noqa: E731
-    before = workers()
-    signal_name = "TTIN" if count > before else "TTOU"
-    for _ in range(abs(count - before)):
-        circus(settings, "signal", name="frontend", signum=signal_name)
-        time.sleep(0.1)
-    deadline = time.monotonic() + 30
-    while workers() != count and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return before, workers()
 
 
 def control(settings: Settings, name: str, wait: float = 5.0) -> Reply:

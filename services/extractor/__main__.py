@@ -5,10 +5,11 @@ Pattern: pipeline worker (ZeroMQ guide, "divide and conquer"). It binds nothing,
 
     inbox    PULL  connect  settings.dispatch_endpoint    <- ledger
     outbox   PUSH  connect  settings.results_in_endpoint  -> saver inlet
-    replies  PUSH  connect  <ack_to of each article>      -> ledger (Failure, when NER raises)
+    replies  PUSH  connect  settings.ledger_ack_endpoints  -> ledgers (Failure, when NER raises)
 
 It runs at `extractor_nice` (10): NER yields the cores to the frontend, so POSTs stay fast
-while extraction saturates the machine.
+while extraction saturates the machine. An article longer than `max_piece_chars` is
+extracted in pieces and counted as one (ner.py).
 """
 
 from __future__ import annotations
@@ -23,24 +24,34 @@ from common import metrics
 from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
-from common.messages import Article, Entity, Extraction, Failure, decode, encode
-from common.sockets import LedgerReplies, open_socket
+from common.messages import Article, Entity, Extraction, Failure, decode_or_drop, encode
+from common.sockets import LedgerReplies, MeshSockets
 from services.extractor.ner import EntityExtractor, load_model
 
 log = logging.getLogger("extractor")
 
 SEND_TIMEOUT_MS = 1000
+# Errors that another try may not meet: the machine ran short (memory, files, descriptors),
+# not the text. Anything else an article raises on its own is its text's doing (_extract).
+RETRYABLE_ERRORS = (MemoryError, OSError)
 
 
 def run(settings: Settings, stop: StopFlag) -> None:
     os.nice(settings.extractor_nice)
-    extractor = EntityExtractor(load_model(settings.model), settings.skip_labels)
+    nlp = load_model(settings.model)
+    if settings.max_piece_chars > nlp.max_length:
+        # Allowed, but every piece over spaCy's limit fails (E088) and is dead-lettered.
+        log.warning(
+            "max_piece_chars is over spaCy's max_length: pieces over it will fail (E088)",
+            extra={"max_piece_chars": settings.max_piece_chars, "max_length": nlp.max_length},
+        )
+    extractor = EntityExtractor(nlp, settings.skip_labels, settings.max_piece_chars)
 
-    context = zmq.Context()
-    inbox = open_socket(context, zmq.PULL, settings.dispatch_endpoint, bind=False)
-    outbox = open_socket(context, zmq.PUSH, settings.results_in_endpoint, bind=False)
+    sockets = MeshSockets(settings)
+    inbox = sockets.connect(zmq.PULL, settings.dispatch_endpoint)
+    outbox = sockets.connect(zmq.PUSH, settings.results_in_endpoint)
     outbox.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
-    replies = LedgerReplies(context)
+    replies = LedgerReplies(sockets, settings.ledger_ack_endpoints())
     counters = {"extracted": 0, "failed": 0, "batches": 0}
     control = ControlLink(settings, "extractor", lambda: dict(counters)).start()
     log.info("extractor up", extra={"model": settings.model})
@@ -53,25 +64,24 @@ def run(settings: Settings, stop: StopFlag) -> None:
             started = time.perf_counter()
             counters["batches"] += 1
             for article, entities in zip(batch, _extract(extractor, batch), strict=True):
-                if isinstance(entities, str):
+                if isinstance(entities, Failure):
                     # The ledger retries it later, or sets it aside as a dead letter.
                     counters["failed"] += 1
                     metrics.EXTRACTION_FAILURES.inc()
-                    replies.send(article.ack_to, encode(Failure(article.id, entities)))
+                    replies.send(article.ledger, encode(entities))
                     continue
                 counters["extracted"] += 1
                 metrics.EXTRACTED.inc()
-                result = Extraction(article.id, article.publication, entities, article.ack_to)
+                result = Extraction(
+                    article.id, article.publication, entities, article.ledger, article.token
+                )
                 _send(outbox, encode(result), stop)
             seconds = time.perf_counter() - started
             metrics.BATCH_SECONDS.observe(seconds)
             log.info("batch extracted", extra={"articles": len(batch), "seconds": seconds})
     finally:
         control.stop()
-        replies.close()
-        inbox.close()
-        outbox.close()
-        context.term()
+        sockets.close()
         log.info("extractor stopped")
 
 
@@ -84,26 +94,41 @@ def _receive_batch(inbox: zmq.Socket, size: int) -> list[Article]:
             frame = inbox.recv(zmq.NOBLOCK)
         except zmq.Again:
             break
-        message = decode(frame)
+        message = decode_or_drop(frame, log, "extractor inbox")
         if isinstance(message, Article):
             batch.append(message)
     return batch
 
 
-def _extract(extractor: EntityExtractor, batch: list[Article]) -> list[list[Entity] | str]:
-    """Entities of each article, or the error (a string) for an article that failed."""
+def _extract(extractor: EntityExtractor, batch: list[Article]) -> list[list[Entity] | Failure]:
+    """Entities of each article, or a Failure for an article that failed on its own.
+
+    A batch that raises is retried one article at a time, so only the article that raises
+    alone fails. Its Failure is retryable only for RETRYABLE_ERRORS (MemoryError, OSError):
+    the process or the machine ran short, and another try, maybe in another extractor, may
+    pass. Any other error (spaCy's are ValueError, KeyError...) came from this text in a
+    process that handles other texts: the same text would raise the same way on every try,
+    so the ledger dead-letters it at once rather than spending `max_attempts` dispatches
+    and backoffs on it. Should a bug of the process's own state ever be mistaken for one,
+    the article is a visible dead letter, and `ingest retry-dead` sends it again.
+    """
     try:
         return list(extractor.extract([a.content for a in batch]))
     except Exception:
         # One bad article must not sink its batch: retry one by one.
         log.exception("batch failed; extracting one by one", extra={"articles": len(batch)})
-    results: list[list[Entity] | str] = []
+    results: list[list[Entity] | Failure] = []
     for article in batch:
         try:
             results.append(extractor.extract([article.content])[0])
         except Exception as exc:
-            log.exception("extraction failed", extra={"article_ids": [article.id]})
-            results.append(f"{type(exc).__name__}: {exc}"[:1000])
+            retryable = isinstance(exc, RETRYABLE_ERRORS)
+            log.exception(
+                "extraction failed",
+                extra={"article_ids": [article.id], "retryable": retryable},
+            )
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+            results.append(Failure(article.id, article.token, error, retryable=retryable))
     return results
 
 

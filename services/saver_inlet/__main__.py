@@ -2,7 +2,8 @@
 
 Pattern: streamer (ZeroMQ guide, "zmq_proxy"). Extractors and savers both only connect, so
 either pool scales alone; this process owns the two ports. What it holds when it dies is
-re-sent by the ledger once its lease runs out.
+re-sent by the ledger once its lease runs out. It forwards frames without decoding them
+(the savers validate every one); MAXMSGSIZE bounds what it will take.
 
     front  PULL  bind  settings.results_in_endpoint   <- extractors (connect, PUSH)
     back   PUSH  bind  settings.results_out_endpoint  -> savers (connect, PULL)
@@ -17,23 +18,29 @@ import zmq
 
 from common.config import Settings, load_settings
 from common.lifecycle import configure_logging
-from common.sockets import open_socket
+from common.sockets import MeshSockets
 
 log = logging.getLogger("inlet")
 
 
 def run(settings: Settings) -> None:
-    context = zmq.Context()
-    front = open_socket(context, zmq.PULL, settings.results_in_endpoint, bind=True)
-    back = open_socket(context, zmq.PUSH, settings.results_out_endpoint, bind=True)
+    sockets = MeshSockets(settings)
+    front = sockets.bind(zmq.PULL, settings.results_in_endpoint)
+    back = sockets.bind(zmq.PUSH, settings.results_out_endpoint)
     log.info("saver inlet up")
     try:
-        zmq.proxy(front, back)
+        while True:
+            try:
+                zmq.proxy(front, back)
+            except zmq.Again:
+                # libzmq 4.3's proxy gives up when a socket wakes it with nothing to read
+                # (seen with CURVE handshakes and heartbeats on tcp): nothing was taken off
+                # either socket, so carry on.
+                continue
     except zmq.ContextTerminated:
         pass
     finally:
-        front.close()
-        back.close()
+        sockets.close()
         log.info("saver inlet stopped")
 
 

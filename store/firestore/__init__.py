@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from google.api_core.exceptions import InvalidArgument
 from google.cloud import firestore
 
 from common.config import ConfigError, Settings
@@ -59,6 +60,13 @@ class FirestoreStore:
 
     def counted(self, ids: Sequence[str]) -> set[str]:
         return self.reader.counted(ids)
+
+    def poison(self, error: Exception) -> bool:
+        # INVALID_ARGUMENT is Firestore's word for a write it refuses as such (a value out
+        # of range, a document over 1 MiB, a request over 10 MiB); ValueError/TypeError are
+        # the client refusing to build it. The rest (UNAVAILABLE, ABORTED, PERMISSION_DENIED,
+        # ...) is about the store, not the articles.
+        return isinstance(error, InvalidArgument | ValueError | TypeError)
 
     def close(self) -> None:
         self.client.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import multiprocessing
 from collections import Counter
 
+import msgspec
 import pytest
 
 from common.config import Settings
@@ -12,7 +14,7 @@ from common.messages import Entity, Extraction, entity_key
 from common.store import InvalidCursor, UnknownPublication
 from store import open_store
 
-ACK = "tcp://127.0.0.1:1"
+LEDGER, TOKEN = "local", 1
 
 
 def entity(text: str, label: str = "ORG", count: int = 1) -> Entity:
@@ -20,7 +22,7 @@ def entity(text: str, label: str = "ORG", count: int = 1) -> Entity:
 
 
 def extraction(ident: str, pub: str, *entities: Entity) -> Extraction:
-    return Extraction(ident, pub, list(entities), ACK)
+    return Extraction(ident, pub, list(entities), LEDGER, TOKEN)
 
 
 def test_commit_counts_articles_and_entities(store):
@@ -132,6 +134,71 @@ def test_unknown_publication_and_bad_cursor(store):
     store.commit([extraction("a1", "Pub", entity("X"))])
     with pytest.raises(InvalidCursor):
         store.top_entities("Pub", cursor="not-a-cursor!")
+
+
+def cursor(count: int, text: str, key: str) -> str:
+    """A cursor as the stores write one (msgpack, base64url), with any values."""
+    raw = msgspec.msgpack.encode([count, text, key])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def tied_entities(store) -> str:
+    """Entities A (3), B and C (2 each), D (1) in Pub; returns B's key."""
+    store.commit(
+        [
+            extraction(
+                "a1",
+                "Pub",
+                entity("A", count=3),
+                entity("B", count=2),
+                entity("C", count=2),
+                entity("D"),
+            )
+        ]
+    )
+    return entity_key("B", "ORG")
+
+
+@pytest.mark.parametrize(
+    ("count", "key"),
+    [
+        (2**63, None),  # past the signed 64-bit integers both stores keep
+        (2**64 - 1, None),
+        (-1, None),  # counts are never negative
+        (2, ""),
+        # Firestore orders by document id, which differs from these keys (percent-encoded
+        # or digested, store/firestore/ids.py): the stores would page differently.
+        (2, "caf\u00e9"),
+        (2, "~"),
+        (2, "a.b"),
+        (2, "0" * 1501),
+        (2, "abc\n"),
+    ],
+)
+def test_a_cursor_the_stores_cannot_page_alike_is_invalid(store, count, key):
+    b_key = tied_entities(store)
+    with pytest.raises(InvalidCursor):
+        store.top_entities("Pub", cursor=cursor(count, "B", b_key if key is None else key))
+
+
+@pytest.mark.parametrize(
+    ("count", "text", "key", "after"),
+    [
+        (2**63 - 1, "A", None, ["A", "B", "C", "D"]),  # the largest count: before everything
+        (0, "", None, []),
+        # B's key (38ecd3...) is after "-" and "0", before "Z-9" and "g", on both stores.
+        (2, "B", "-", ["B", "C", "D"]),
+        (2, "B", "0", ["B", "C", "D"]),
+        (2, "B", "Z-9", ["C", "D"]),
+        (2, "B", "g", ["C", "D"]),
+        (2, "B", "0" * 1500, ["B", "C", "D"]),
+        (1, "\x00", "k", ["D"]),
+    ],
+)
+def test_a_cursor_of_any_valid_values_pages_alike(store, count, text, key, after):
+    b_key = tied_entities(store)
+    page = store.top_entities("Pub", cursor=cursor(count, text, b_key if key is None else key))
+    assert [e.text for e in page.entities] == after
 
 
 def test_counts_survive_reopening(store, reopen):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,7 +28,11 @@ def test_up_prints_how_to_use_it_and_down_leaves_nothing(tmp_path: Path):
         url = f"http://127.0.0.1:{settings.http_port}"
         assert url in up.stdout and "curl -s -X POST" in up.stdout
         key = settings.api_key_path.read_text().strip()
-        assert key in up.stdout  # the copy-paste example works as printed
+        # The key file's path, never the key: this output ends up in logs and tickets.
+        assert key not in up.stdout and str(settings.api_key_path) in up.stdout
+        (curl,) = [line for line in up.stdout.splitlines() if "curl -s -X POST" in line]
+        posted = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60)
+        assert json.loads(posted.stdout)["accepted"] == 1  # the example works as printed
         assert oct(settings.api_key_path.stat().st_mode & 0o777) == "0o600"
         again = run("up")
         assert again.returncode == 1 and "already running" in again.stderr

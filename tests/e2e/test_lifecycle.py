@@ -49,8 +49,9 @@ def test_stop_writes_and_resume_under_load(running_mesh, corpus):
 def test_a_frontend_worker_born_after_stop_writes_refuses(running_mesh):
     assert ingest(running_mesh, "stop-writes").returncode == 0
     try:
-        (master,) = mesh.circus(running_mesh.settings, "list", name="frontend")["pids"]
-        workers = psutil.Process(master).children()
+        # One gunicorn master per frontend process, each with one worker.
+        masters = mesh.circus(running_mesh.settings, "list", name="frontend")["pids"]
+        workers = [w for master in masters for w in psutil.Process(master).children()]
         for worker in workers:
             worker.kill()  # gunicorn boots fresh workers that never heard any state
         statuses = []
@@ -61,7 +62,7 @@ def test_a_frontend_worker_born_after_stop_writes_refuses(running_mesh):
                 statuses.append(answer.status_code)
             except Exception:
                 statuses.append(0)  # between workers
-        new_workers = {w.pid for w in psutil.Process(master).children()}
+        new_workers = {w.pid for master in masters for w in psutil.Process(master).children()}
         assert new_workers and not new_workers & {w.pid for w in workers}
         assert 503 in statuses
         assert not [s for s in statuses if 200 <= s < 300]
@@ -93,8 +94,8 @@ def test_cli_errors_are_clear(running_mesh, tmp_path):
     env = {
         **os.environ,
         **running_mesh.settings.to_environ(),
-        "INGEST_CIRCUS_ENDPOINT": "tcp://127.0.0.1:9",
-        "INGEST_CONTROL_COMMAND_ENDPOINT": "tcp://127.0.0.1:9",
+        "INGEST_CIRCUS_ENDPOINT": f"ipc://{tmp_path}/no-circus",
+        "INGEST_CONTROL_COMMAND_ENDPOINT": f"ipc://{tmp_path}/no-control",
     }
     for args in (["status"], ["drain", "--timeout", "1"], ["stop-writes"]):
         result = subprocess.run(

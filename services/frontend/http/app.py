@@ -9,7 +9,7 @@ from common.config import Settings, load_settings
 from common.control import ControlLink, MeshSummary, ask, summarize
 from common.store import Store
 from services.frontend.http.auth import ApiKeyAuth
-from services.frontend.http.dashboard import add_dashboard
+from services.frontend.http.dashboard import SecurityHeaders, add_dashboard
 from services.frontend.http.intake import Intake
 from services.frontend.http.metrics import Metrics, RequestMetrics
 from services.frontend.http.openapi import add_openapi
@@ -24,8 +24,9 @@ from services.frontend.http.resources import (
     Ready,
     Status,
     Writes,
+    WritesInProgress,
 )
-from services.frontend.journal import Journal
+from services.frontend.journal import GateKeeper, Journal
 from store import open_store
 
 
@@ -35,10 +36,16 @@ def create_app(
     store: Store,
     admission: Admission,
     mesh_status: MeshStatus,
+    in_progress: WritesInProgress | None = None,
 ) -> falcon.App:
-    app = falcon.App(middleware=[RequestMetrics(), ApiKeyAuth(settings.load_api_keys())])
+    # SecurityHeaders first: its process_response runs last, over every other's answer.
+    app = falcon.App(
+        middleware=[SecurityHeaders(), RequestMetrics(), ApiKeyAuth(settings.load_api_keys())]
+    )
     app.req_options.strip_url_path_trailing_slash = True
-    writes = Writes(journal, admission, settings.retry_after_seconds, settings.max_backlog)
+    writes = Writes(
+        journal, admission, settings.retry_after_seconds, settings.max_backlog, in_progress
+    )
     intake = Intake(settings.max_batch)
     app.add_route("/articles", Articles(writes, intake, settings.max_body_bytes))
     app.add_route("/post/enqueue", Enqueue(writes, settings.max_body_bytes))
@@ -58,9 +65,17 @@ def create_app(
 def get_app() -> falcon.App:
     settings = load_settings()
     journal = Journal(settings.journal_path, synchronous=settings.journal_synchronous)
-    control = ControlLink(settings, "frontend").start()
+    # The control link closes and opens this host's journal gate as the pipeline state
+    # changes, and confirms a state only once no write admitted before it is running.
+    in_progress = WritesInProgress()
+    gate = GateKeeper(
+        settings.journal_path,
+        synchronous=settings.journal_synchronous,
+        running_since=in_progress.confirmable,
+    )
+    control = ControlLink(settings, "frontend", apply=gate).start()
 
     def mesh_status() -> MeshSummary:
         return summarize(ask(settings, "status", timeout=1.0))
 
-    return create_app(settings, journal, open_store(settings), control, mesh_status)
+    return create_app(settings, journal, open_store(settings), control, mesh_status, in_progress)

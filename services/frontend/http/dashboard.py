@@ -30,6 +30,22 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+class SecurityHeaders:
+    """Falcon middleware: headers every answer carries, whatever route or error made it.
+
+    `X-Content-Type-Options: nosniff` on all of them, so a browser never reads a JSON
+    answer that echoes article text, or a static file, as HTML or script; the policy above
+    on every HTML answer (the page at /, and the same page under /static/).
+    """
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        if (resp.content_type or "").split(";")[0].strip().lower() == "text/html":
+            resp.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+
+
 class Dashboard:
     """GET /: the dashboard's page (read once: it is package data and does not change)."""
 
@@ -37,8 +53,8 @@ class Dashboard:
         self._page = (directory / "index.html").read_bytes()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # Its Content-Security-Policy comes from SecurityHeaders, as every HTML answer's.
         resp.content_type = MEDIA_TYPES[".html"]
-        resp.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         # Revalidate each time, so a new release's page is seen at once.
         resp.cache_control = ["no-cache"]
         resp.data = self._page
@@ -48,7 +64,8 @@ class Dashboard:
 
 
 def add_dashboard(app: falcon.App, directory: Path = DASHBOARD_DIR) -> None:
-    """Serve the dashboard at / and its folder at /static/."""
+    """Serve the dashboard at / and its folder at /static/ (the app must have the
+    SecurityHeaders middleware: it gives the page its Content-Security-Policy)."""
     app.add_route("/", Dashboard(directory))
     app.add_static_route("/static/", directory)
     app.resp_options.static_media_types.update(MEDIA_TYPES)

@@ -8,6 +8,9 @@ from common.config import load_settings
 
 _settings = load_settings()
 
+# Read by the worker (services/frontend/http/server.py): connections it holds at most.
+worker_connections = _settings.http_max_connections
+
 loglevel = _settings.log_level.lower()
 logconfig_dict = {
     "version": 1,
@@ -28,5 +31,8 @@ logconfig_dict = {
             "propagate": False,
         },
         "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+        # tornado (the worker's HTTP parser) logs every malformed request and cut-off
+        # connection at INFO: a line per client mistake, which the client already hears.
+        "tornado": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
     },
 }

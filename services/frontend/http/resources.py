@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import falcon
@@ -22,7 +25,7 @@ from services.frontend.http.schemas import (
     Queued,
     Readiness,
 )
-from services.frontend.journal import Entry, Journal
+from services.frontend.journal import Entry, Journal, WritesClosed
 
 
 class Admission(Protocol):
@@ -30,15 +33,60 @@ class Admission(Protocol):
 
     def accepting(self) -> tuple[bool, str]: ...
 
+    def heard_seq(self) -> int: ...
+
+
+class WritesInProgress:
+    """Journal writes running in this process, by the state seq they were admitted under.
+
+    Shared by the request path and the control link (which runs in another thread): the
+    link confirms a new state only once no write admitted under an older one is still
+    running, so when `ingest stop-writes` returns, every write that will get a 2xx has
+    been journaled.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: Counter[int] = Counter()
+
+    @contextlib.contextmanager
+    def admitted(self, admission: Admission) -> Iterator[None]:
+        with self._lock:
+            seq = admission.heard_seq()
+            self._running[seq] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running[seq] -= 1
+                if not self._running[seq]:
+                    del self._running[seq]
+
+    def confirmable(self, seq: int) -> int:
+        """`seq` if nothing admitted before it is running, else the oldest running seq."""
+        with self._lock:
+            return min([seq, *self._running])
+
 
 class Writes:
-    """The way into the journal every write route shares: admission, then one commit."""
+    """The way into the journal every write route shares: admission, then one commit.
+
+    `admit` refuses early, before the body is read; the journal's gate, checked inside the
+    commit, is what makes the refusal exact (a body that arrives after writes stopped is
+    refused there, however it was admitted).
+    """
 
     def __init__(
-        self, journal: Journal, admission: Admission, retry_after: int, max_backlog: int
+        self,
+        journal: Journal,
+        admission: Admission,
+        retry_after: int,
+        max_backlog: int,
+        in_progress: WritesInProgress | None = None,
     ) -> None:
         self._journal = journal
         self._admission = admission
+        self._in_progress = in_progress or WritesInProgress()
         self.retry_after = retry_after
         self.max_backlog = max_backlog
 
@@ -46,10 +94,7 @@ class Writes:
         """503 + Retry-After unless the pipeline is accepting and the journal has room."""
         accepting, why = self._admission.accepting()
         if not accepting:
-            req.context.reject_reason = "not_accepting"
-            raise falcon.HTTPServiceUnavailable(
-                title="Not accepting writes", description=why, retry_after=self.retry_after
-            )
+            raise self._not_accepting(req, why)
         if self._journal.backlog_bound() >= self.max_backlog:
             req.context.reject_reason = "backlog_full"
             # Backpressure: the mesh is behind; refuse rather than grow without bound.
@@ -61,7 +106,10 @@ class Writes:
 
     def journal(self, req: falcon.Request, entries: list[Entry]) -> None:
         try:
-            metrics.JOURNALED.inc(self._journal.append(entries))
+            with self._in_progress.admitted(self._admission):
+                metrics.JOURNALED.inc(self._journal.append(entries))
+        except WritesClosed as exc:
+            raise self._not_accepting(req, str(exc)) from None
         except sqlite3.OperationalError as exc:
             req.context.reject_reason = "journal_unavailable"
             # Locked past the busy timeout or out of disk: nothing was journaled, so say
@@ -70,6 +118,12 @@ class Writes:
                 title="Journal unavailable", description=str(exc), retry_after=self.retry_after
             ) from exc
         metrics.ACCEPTED.inc(len(entries))
+
+    def _not_accepting(self, req: falcon.Request, why: str) -> falcon.HTTPServiceUnavailable:
+        req.context.reject_reason = "not_accepting"
+        return falcon.HTTPServiceUnavailable(
+            title="Not accepting writes", description=why, retry_after=self.retry_after
+        )
 
 
 class Articles:
@@ -110,7 +164,7 @@ class Enqueue:
             item = self._decoder.decode(body)
         except msgspec.ValidationError as exc:
             raise falcon.HTTPUnprocessableEntity(
-                title="Invalid article", description=readable(exc)
+                title="Invalid article", description=readable(exc, body)
             ) from None
         except msgspec.DecodeError as exc:
             raise falcon.HTTPBadRequest(title="Malformed JSON", description=str(exc)) from None

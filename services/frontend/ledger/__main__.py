@@ -14,26 +14,23 @@ from __future__ import annotations
 import logging
 import time
 
-import msgspec
 import zmq
 
 from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
-from common.messages import Ack, Article, Failure, decode, encode
-from common.sockets import open_socket
-from services.frontend.journal import Journal, Row
+from common.messages import Ack, Article, Failure, Message, decode_or_drop, encode
+from common.sockets import MeshSockets
+from services.frontend.journal import GateKeeper, Journal, Row
 from services.frontend.ledger.dispatcher import EXPIRY_SCAN_SECONDS, Ledger
 
 log = logging.getLogger("ledger")
 
 
 def run(settings: Settings, stop: StopFlag) -> None:
-    context = zmq.Context()
-    dispatch = open_socket(
-        context, zmq.PUSH, settings.dispatch_endpoint, bind=True, hwm=settings.window
-    )
-    replies = open_socket(context, zmq.PULL, settings.ack_endpoint, bind=True)
+    sockets = MeshSockets(settings)
+    dispatch = sockets.bind(zmq.PUSH, settings.dispatch_endpoint, hwm=settings.window)
+    replies = sockets.bind(zmq.PULL, settings.ack_endpoint)
 
     journal = Journal(settings.journal_path, synchronous=settings.journal_synchronous)
     ledger = Ledger(
@@ -45,7 +42,10 @@ def run(settings: Settings, stop: StopFlag) -> None:
     # The journal connection belongs to this thread: the control link's thread reads a
     # snapshot refreshed here, never the journal itself.
     snapshot: dict[str, float] = ledger.counters()
-    control = ControlLink(settings, "ledger", lambda: snapshot).start()
+    # The ledger closes and opens its host's journal gate too: with every frontend worker
+    # gone, a stop-writes is still applied where it matters.
+    gate = GateKeeper(settings.journal_path, synchronous=settings.journal_synchronous)
+    control = ControlLink(settings, "ledger", lambda: snapshot, apply=gate).start()
     poll_ms = int(settings.ledger_poll_seconds * 1000)
     next_scan = 0.0
     log.info("ledger up", extra={"window": settings.window, "lease": settings.lease_seconds})
@@ -53,12 +53,14 @@ def run(settings: Settings, stop: StopFlag) -> None:
         while not stop:
             # Replies: acks from savers (committed: forget them), failures from extractors.
             if replies.poll(poll_ms):
-                acked: list[str] = []
+                acked: list[tuple[str, int]] = []
                 for message in _drain(replies):
                     if isinstance(message, Ack):
-                        acked += message.ids
+                        acked += [(a.id, a.token) for a in message.articles]
                     elif isinstance(message, Failure):
-                        ledger.failed(message.id, message.error, retryable=message.retryable)
+                        ledger.failed(
+                            message.id, message.token, message.error, retryable=message.retryable
+                        )
                 ledger.acknowledged(acked)
 
             # Leases that ran out: send again, before anything new.
@@ -72,39 +74,43 @@ def run(settings: Settings, stop: StopFlag) -> None:
                         len(resends),
                         extra={"article_ids": [r.id for r in resends]},
                     )
-                    ledger.sent(_send(dispatch, resends, settings.ack_endpoint))
+                    _send(dispatch, ledger, resends, settings.ledger_id)
 
             # Journaled articles never sent, as far as the window allows.
-            ledger.sent(_send(dispatch, ledger.fresh(), settings.ack_endpoint))
+            _send(dispatch, ledger, ledger.fresh(), settings.ledger_id)
     finally:
         control.stop()
-        dispatch.close()
-        replies.close()
-        context.term()
+        sockets.close()
         journal.close()
         log.info("ledger stopped", extra={"in_flight": len(ledger.in_flight)})
 
 
-def _drain(socket: zmq.Socket) -> list[object]:
+def _drain(socket: zmq.Socket) -> list[Message]:
+    """Every reply waiting now; a frame that is not one is dropped (and logged)."""
     messages = []
     while True:
         try:
-            messages.append(decode(socket.recv(zmq.NOBLOCK)))
+            frame = socket.recv(zmq.NOBLOCK)
         except zmq.Again:
             return messages
-        except msgspec.DecodeError as exc:
-            log.warning("undecodable reply: %s", exc)
+        message = decode_or_drop(frame, log, "ledger replies")
+        if isinstance(message, Ack | Failure):
+            messages.append(message)
 
 
-def _send(socket: zmq.Socket, rows: list[Row], ack_to: str) -> list[Row]:
-    """Send what the extractors take now; return the rows actually sent."""
-    for n, row in enumerate(rows):
-        frame = encode(Article(row.id, row.publication, row.content, ack_to))
+def _send(socket: zmq.Socket, ledger: Ledger, rows: list[Row], ledger_id: str) -> None:
+    """Send what the extractors take now, each with a fresh token, and record it."""
+    sent, tokens = [], []
+    for row in rows:
+        token = ledger.token()
+        frame = encode(Article(row.id, row.publication, row.content, ledger_id, token))
         try:
             socket.send(frame, zmq.NOBLOCK)
         except zmq.Again:
-            return rows[:n]  # no extractor connected, or all are full: next round
-    return rows
+            break  # no extractor connected, or all are full: next round
+        sent.append(row)
+        tokens.append(token)
+    ledger.sent(sent, tokens)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from services.frontend.journal import Journal, Row
 log = logging.getLogger("ledger")
 
 MAX_BACKOFF_FACTOR = 8
+# Dead letters whose dispatch tokens are remembered, so that a late ack can clear them.
+MAX_BURIED_REMEMBERED = 100_000
 EXPIRY_SCAN_SECONDS = 0.5
 RATE_WINDOW_SECONDS = 10.0
 
@@ -38,6 +41,7 @@ class Lease(msgspec.Struct):
     sent_at: float
     length: float  # this attempt's lease: lease_seconds, doubled per attempt, capped, jittered
     ahead_done_at: int  # the ledger's `done` count at which all that was ahead of it is done
+    tokens: set[int]  # every dispatch token this ledger issued for it: an ack must carry one
     clock_from: float | None = None
     retry_at: float | None = None  # an extractor reported a failure: resend at this time
 
@@ -93,7 +97,16 @@ class Ledger:
         self.retry_seconds = retry_seconds
         self.in_flight: dict[str, Lease] = {}
         self.cursor = 0  # highest journal seq ever dispatched by this ledger
-        self.counts = {"dispatched": 0, "redelivered": 0, "acknowledged": 0, "dead_lettered": 0}
+        self.counts = {
+            "dispatched": 0,
+            "redelivered": 0,
+            "acknowledged": 0,
+            "dead_lettered": 0,
+            "dead_letters_cleared": 0,
+            "acks_refused": 0,
+        }
+        self._buried_tokens: dict[str, set[int]] = {}
+        self.journal_looks = 0
         self.done = 0  # in-flight articles that left the queue (acknowledged or set aside)
         self._last_progress = now()
         self._rate = AckRate(now)
@@ -106,17 +119,28 @@ class Ledger:
         return self.journal.after(self.cursor, credit) if credit > 0 else []
 
     def due(self) -> list[Row]:
-        """Rows whose lease ran out, to send again; those out of attempts are dead-lettered."""
+        """Rows whose lease ran out, to send again.
+
+        A lease that ran out while the rest of the pipeline made progress (an ack arrived
+        after this article's turn came) is evidence against the article: it was lost, or it
+        took its extractor down, while others got through. That burns one of its
+        `max_attempts`, and an article out of them is dead-lettered. A stall (nothing
+        acknowledged at all: store down, every saver stuck) is no evidence about anyone: it
+        re-sends, burns nothing, and a stall of any length dead-letters nothing.
+        """
         now = self._now()
-        late = []
+        late: list[str] = []
+        suspects: list[str] = []
         for ident, lease in self.in_flight.items():
             if lease.clock_from is None and self.done >= lease.ahead_done_at:
                 lease.clock_from = now
             if lease.retry_at is not None:
                 if now >= lease.retry_at:
-                    late.append(ident)
+                    late.append(ident)  # its failure was counted when it was reported
             elif lease.clock_from is not None and now - lease.clock_from >= lease.length:
                 late.append(ident)
+                if self._last_progress > lease.clock_from:
+                    suspects.append(ident)
             elif now - max(self._last_progress, lease.sent_at) >= 2 * lease.length:
                 # Nothing acknowledged at all for two leases since it was sent: what is
                 # ahead of it is lost too (or the store is down: the window bounds the cost).
@@ -125,28 +149,42 @@ class Ledger:
         for gone in set(late) - {row.id for row in rows}:
             # Deleted from the journal by an ack of an earlier dispatch: nothing to resend.
             self._forget(gone)
-        spent = [r for r in rows if r.attempts >= self.max_attempts]
-        self._bury({r.id: f"not acknowledged after {r.attempts} attempts" for r in spent})
-        return [r for r in rows if r.attempts < self.max_attempts]
+        failures = self.journal.record_failures(suspects) if suspects else {}
+        spent = {i: n for i, n in failures.items() if n >= self.max_attempts}
+        self._bury(
+            {
+                i: f"lost {n} times while the rest of the pipeline made progress "
+                "(did it bring its extractor or saver down?)"
+                for i, n in spent.items()
+            }
+        )
+        return [r for r in rows if r.id not in spent]
 
-    def sent(self, rows: list[Row]) -> None:
-        """Record one more dispatch of each row, with its lease."""
+    def token(self) -> int:
+        """A fresh dispatch token: unguessable, so only a process that received the article
+        can acknowledge it."""
+        return secrets.randbits(63)
+
+    def sent(self, rows: list[Row], tokens: list[int] | None = None) -> None:
+        """Record one more dispatch of each row, with its lease and the token it carried."""
         if not rows:
             return
+        tokens = tokens or [self.token() for _ in rows]
         self.journal.record_attempts([r.id for r in rows])
         now = self._now()
-        for row in rows:
+        for row, token in zip(rows, tokens, strict=True):
             attempts = row.attempts + 1
             factor = min(2 ** (attempts - 1), MAX_BACKOFF_FACTOR) * (1 + 0.25 * self._jitter())
             # A re-sent article joins the back of the queue; its earlier dispatch is not
             # counted as done (it may still be queued), its acknowledgement will be.
-            self.in_flight.pop(row.id, None)
+            earlier = self.in_flight.pop(row.id, None)
             ahead = len(self.in_flight)
             self.in_flight[row.id] = Lease(
                 attempts=attempts,
                 sent_at=now,
                 length=self.lease_seconds * factor,
                 ahead_done_at=self.done + ahead,
+                tokens={token} | (earlier.tokens if earlier else set()),
                 clock_from=now if ahead == 0 else None,
             )
             self.cursor = max(self.cursor, row.seq)
@@ -156,13 +194,34 @@ class Ledger:
         self.counts["dispatched"] += len(rows)
         metrics.DISPATCHED.inc(len(rows))
 
-    def acknowledged(self, ids: list[str]) -> None:
-        self.journal.delete(ids)
+    def acknowledged(self, acked: list[tuple[str, int]]) -> None:
+        """Forget committed articles: only those whose token is one this ledger issued (an
+        ack of anything else, forged or from an earlier ledger process, changes nothing)."""
+        ids = [ident for ident, token in acked if self._issued(ident, token)]
+        if len(ids) < len(acked):
+            self.counts["acks_refused"] += len(acked) - len(ids)
+            metrics.ACKS_REFUSED.inc(len(acked) - len(ids))
+            log.warning("acks for nothing in flight ignored", extra={"acks": len(acked) - len(ids)})
+        if not ids:
+            return
+        cleared = self.journal.delete(ids)
+        if cleared:
+            # Counted after all (its ack was late): it is no dead letter any more.
+            self.counts["dead_letters_cleared"] += cleared
+            log.warning("a late ack cleared %d dead letter(s)", cleared)
+        for ident in ids:
+            self._buried_tokens.pop(ident, None)
         self._rate.add(len(ids))
         self.counts["acknowledged"] += len(ids)
         metrics.ACKNOWLEDGED.inc(len(ids))
         if sum(self._forget(ident) for ident in ids):
             self._last_progress = self._now()
+
+    def _issued(self, ident: str, token: int) -> bool:
+        lease = self.in_flight.get(ident)
+        if lease is not None:
+            return token in lease.tokens
+        return token in self._buried_tokens.get(ident, ())
 
     def _forget(self, ident: str) -> bool:
         if self.in_flight.pop(ident, None) is None:
@@ -170,16 +229,18 @@ class Ledger:
         self.done += 1
         return True
 
-    def failed(self, ident: str, error: str, *, retryable: bool = True) -> None:
-        """An extractor could not process the article: retry soon, or give up on it (at
-        once when the failure is deterministic: a retry would fail the same way)."""
+    def failed(self, ident: str, token: int, error: str, *, retryable: bool = True) -> None:
+        """An article could not be processed: evidence against it. Retry soon, or give up on
+        it (at once when the failure is deterministic: a retry would fail the same way).
+        Like an ack, a failure counts only with a token this ledger issued for it."""
         lease = self.in_flight.get(ident)
-        if lease is None:
+        if lease is None or token not in lease.tokens:
             return
-        if not retryable or lease.attempts >= self.max_attempts:
+        failures = self.journal.record_failures([ident]).get(ident, 0)
+        if not retryable or failures >= self.max_attempts:
             self._bury({ident: error})
         else:
-            delay = min(self.retry_seconds * 2 ** (lease.attempts - 1), self.lease_seconds)
+            delay = min(self.retry_seconds * 2 ** (failures - 1), self.lease_seconds)
             lease.retry_at = self._now() + delay * (1 + 0.25 * self._jitter())
 
     def _bury(self, errors: dict[str, str]) -> None:
@@ -187,6 +248,12 @@ class Ledger:
             return
         self.journal.bury(errors)
         for ident in errors:
+            lease = self.in_flight.get(ident)
+            if lease is not None:
+                # A late ack of one of its dispatches still clears the dead letter.
+                self._buried_tokens[ident] = lease.tokens
+                while len(self._buried_tokens) > MAX_BURIED_REMEMBERED:
+                    self._buried_tokens.pop(next(iter(self._buried_tokens)))
             self._forget(ident)
         self.counts["dead_lettered"] += len(errors)
         metrics.DEAD_LETTERED.inc(len(errors))
@@ -195,13 +262,17 @@ class Ledger:
     def counters(self) -> dict[str, float]:
         """What the ledger reports to control: the journal backlog and its own counts."""
         backlog = self.journal.backlog()
+        self.journal_looks += 1
         dead_letters = self.journal.dead_letter_count()
         metrics.BACKLOG.set(backlog.articles)
         metrics.OLDEST_AGE.set(backlog.oldest_age_seconds or 0.0)
         metrics.DEAD_LETTERS.set(dead_letters)
         metrics.IN_FLIGHT.set(len(self.in_flight))
         return {
-            "journal_checked_at": time.time(),  # wall clock: drain waits for a fresh look
+            # The backlog was counted in one snapshot with the gate at this seq: once the
+            # gate is closed, drain can trust a zero from a look at or after its seq.
+            "journal_gate_seq": backlog.gate_seq,
+            "journal_looks": self.journal_looks,  # a drain waits for a look newer than itself
             "backlog": backlog.articles,
             "oldest_age_seconds": backlog.oldest_age_seconds or 0.0,
             "dead_letters": dead_letters,

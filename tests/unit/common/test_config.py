@@ -5,13 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from common.config import DEFAULT_SKIP_LABELS, ConfigError, load_settings
+from common.config import DEFAULT_SKIP_LABELS, IPC_NAMES, ConfigError, load_settings
 
 
-def test_defaults_bind_loopback_and_use_the_embedded_store(tmp_path: Path):
+def test_defaults_are_private_and_use_the_embedded_store(tmp_path: Path):
     settings = load_settings({}, data_dir=str(tmp_path))
-    assert settings.http_host == "127.0.0.1"
-    assert all("127.0.0.1" in e for e in (settings.dispatch_endpoint, settings.ack_endpoint))
+    assert settings.http_host == "127.0.0.1"  # the one TCP port, guarded by API keys
+    endpoints = [getattr(settings, field) for field in IPC_NAMES]
+    assert all(e.startswith(f"ipc://{tmp_path}/run/") for e in endpoints)
+    assert len(set(endpoints)) == len(endpoints)
+    assert settings.ledger_ack_endpoints() == {"local": settings.ack_endpoint}
     assert settings.store == "sqlite"
     assert settings.skip_labels == DEFAULT_SKIP_LABELS
     assert settings.sqlite_store_path == tmp_path / "store.sqlite3"
@@ -68,3 +71,26 @@ def test_api_key_is_created_private_once_and_reused(tmp_path: Path):
     assert stat.S_IMODE(settings.api_key_path.stat().st_mode) == 0o600
     assert settings.ensure_api_key() == key
     assert load_settings({}, data_dir=str(tmp_path), api_keys=["k1"]).load_api_keys() == ["k1"]
+
+
+def test_an_ipc_path_too_long_for_the_kernel_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(ConfigError, match="shorter data_dir"):
+        load_settings({}, data_dir=str(tmp_path / ("d" * 120)))
+
+
+def test_an_endpoint_must_be_ipc_or_tcp(tmp_path: Path):
+    with pytest.raises(ConfigError, match="dispatch_endpoint"):
+        load_settings({}, data_dir=str(tmp_path), dispatch_endpoint="udp://1.2.3.4:5")
+
+
+def test_acks_go_to_configured_ledgers(tmp_path: Path):
+    settings = load_settings(
+        {
+            "INGEST_LEDGER_ACKS": "front1=tcp://front1.mesh.internal:5702, front2=tcp://front2.mesh.internal:5702"
+        },
+        data_dir=str(tmp_path),
+    )
+    assert settings.ledger_ack_endpoints() == {
+        "front1": "tcp://front1.mesh.internal:5702",
+        "front2": "tcp://front2.mesh.internal:5702",
+    }

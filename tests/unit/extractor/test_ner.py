@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
+from common.config import Settings
 from common.messages import entity_key
-from services.extractor.ner import EntityExtractor, normalise
+from services.extractor.ner import (
+    DEFAULT_PIECE_CHARS,
+    PIPE_PIECES,
+    EntityExtractor,
+    normalise,
+    split_text,
+)
 from tests.oracle import entity_id
 
 
@@ -65,3 +74,78 @@ def test_the_oracle_notices_a_wrong_exclusion_list(extractor: EntityExtractor, c
     counts_dates = EntityExtractor(extractor.nlp, skip_labels=["CARDINAL"])
     (found,) = counts_dates.extract([corpus[0]])
     assert _as_oracle_sees_it(found) != oracle.entities(corpus[0])
+
+
+# Long texts: extracted in pieces, counted as one.
+
+PARAGRAPH = "Angela Merkel met Emmanuel Macron in Paris, then flew back to Berlin."
+
+
+def _counts(found: list) -> Counter:
+    return Counter({(e.label, e.text): e.count for e in found})
+
+
+def test_a_text_over_piece_chars_counts_the_sum_of_its_pieces(extractor: EntityExtractor):
+    (one,) = extractor.extract([PARAGRAPH])
+    assert _counts(one)[("PERSON", "Angela Merkel")] == 1
+    text = "\n\n".join([PARAGRAPH] * 40)
+    # One paragraph per piece: each is the text extract() sees for PARAGRAPH alone.
+    pieces = EntityExtractor(extractor.nlp, extractor.skip_labels, piece_chars=len(PARAGRAPH))
+    assert len(text) > pieces.piece_chars
+    (found,) = pieces.extract([text])
+    assert _counts(found) == Counter({k: 40 * n for k, n in _counts(one).items()})
+    assert len(found) == len(one)  # still one Entity per distinct entity
+
+
+def test_long_real_articles_count_what_stock_spacy_finds_in_their_pieces(
+    extractor: EntityExtractor, corpus, oracle
+):
+    text = "\n\n".join(list(dict.fromkeys(corpus))[:12])
+    pieces = split_text(text, 5_000)
+    assert len(pieces) >= 3
+    (found,) = EntityExtractor(extractor.nlp, extractor.skip_labels, piece_chars=5_000).extract(
+        [text]
+    )
+    want = sum((oracle.entities(piece) for piece in pieces), Counter())
+    assert _as_oracle_sees_it(found) == want
+
+
+def test_a_text_over_spacys_max_length_is_counted(extractor: EntityExtractor, monkeypatch):
+    # spaCy's own limit, lowered so that the test stays fast: the text is 40x over it.
+    monkeypatch.setattr(extractor.nlp, "max_length", 2_000)
+    text = "\n\n".join([PARAGRAPH] * 1_100)
+    with pytest.raises(ValueError, match="E088"):
+        EntityExtractor(extractor.nlp, [], piece_chars=len(text)).extract([text])
+    (found,) = EntityExtractor(extractor.nlp, extractor.skip_labels, 1_000).extract([text])
+    assert _counts(found)[("GPE", "Paris")] == 1_100
+
+
+def test_one_pipe_call_holds_a_bounded_number_of_characters(
+    extractor: EntityExtractor, corpus, monkeypatch
+):
+    small = EntityExtractor(extractor.nlp, extractor.skip_labels, piece_chars=2_000)
+    texts = ["\n\n".join(corpus[:30]), *corpus[30:60], "\n\n".join(corpus[60:75])]
+    want = small.extract(texts)
+    held: list[int] = []
+    real_pipe = extractor.nlp.pipe
+
+    def pipe(pieces, **kwargs):
+        pieces = list(pieces)
+        held.append(sum(map(len, pieces)))
+        return real_pipe(pieces, **kwargs)
+
+    monkeypatch.setattr(extractor.nlp, "pipe", pipe)
+    assert small.extract(texts) == want
+    assert len(held) > 1
+    assert max(held) <= PIPE_PIECES * small.piece_chars
+    # Every piece went through NER, once.
+    assert sum(held) == sum(len(piece) for text in texts for piece in split_text(text, 2_000))
+
+
+def test_piece_chars_must_be_positive(extractor: EntityExtractor):
+    with pytest.raises(ValueError, match="at least 1"):
+        EntityExtractor(extractor.nlp, [], piece_chars=0)
+
+
+def test_the_default_piece_size_is_the_settings_default():
+    assert Settings().max_piece_chars == DEFAULT_PIECE_CHARS

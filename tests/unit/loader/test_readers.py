@@ -168,3 +168,11 @@ def test_rows_are_checked_against_the_servers_own_schema() -> None:
     assert make_row("P" * 201, "text") == Skip("publication over 200 characters")
     assert make_row("P", "text", "has space") == Skip("invalid id")
     assert make_row("P", "text", 7) == Article("P", "text", "7")
+
+
+def test_publications_the_server_refuses_for_hidden_characters_are_skipped() -> None:
+    # The server refuses control, bidirectional-control and zero-width characters in a
+    # name (services/frontend/http/schemas.py): such a row would sink its whole batch.
+    for name in ("Pub\x07", "Pub\n", "P\u202eub", "\u200bPub", "Pub\ufeff"):
+        assert isinstance(make_row(name, "text"), Skip), repr(name)
+    assert make_row("Le Monde", "text") == Article("Le Monde", "text")

@@ -25,6 +25,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def journal(settings: Settings) -> Iterator[Journal]:
     journal = Journal(settings.journal_path)
+    journal.set_gate("accepting", 1)  # as the control link does once it hears the state
     yield journal
     journal.close()
 
@@ -45,6 +46,9 @@ class Gate:
 
     def accepting(self) -> tuple[bool, str]:
         return not self.why, self.why
+
+    def heard_seq(self) -> int:
+        return 1
 
 
 @pytest.fixture

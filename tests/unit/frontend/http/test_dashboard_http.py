@@ -8,7 +8,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin
 
-from services.frontend.http.dashboard import DASHBOARD_DIR
+import falcon.testing
+import pytest
+
+from services.frontend.http.app import create_app
+from services.frontend.http.dashboard import CONTENT_SECURITY_POLICY, DASHBOARD_DIR
 
 ROOT = Path(__file__).resolve().parents[4]
 ASSETS = ("index.html", "dashboard.js", "dashboard.css")
@@ -98,3 +102,46 @@ def test_assets_are_package_data():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     package_data = pyproject["tool"]["setuptools"]["package-data"]
     assert "dashboard/*" in package_data["services.frontend.http"]
+
+
+class BrokenStore:
+    """A store whose every read raises: the app answers 500."""
+
+    def publications(self, limit: int = 100):
+        raise RuntimeError("the store is gone")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "html"),
+    [
+        ("GET", "/", True),
+        ("HEAD", "/", True),
+        ("GET", "/static/index.html", True),  # the page again, under /static/
+        ("GET", "/static/dashboard.js", False),
+        ("GET", "/static/dashboard.css", False),
+        ("GET", "/static/missing.js", False),  # 404
+        ("GET", "/publications", False),
+        ("GET", "/publications/Nobody/entities", False),  # 404
+        ("POST", "/articles", False),  # 401
+        ("DELETE", "/publications", False),  # 405
+        ("GET", "/nowhere", False),  # 404
+        ("GET", "/metrics", False),
+        ("GET", "/openapi.json", False),
+        ("OPTIONS", "/articles", False),
+    ],
+)
+def test_every_answer_is_nosniff_and_every_page_has_the_policy(client, method, path, html):
+    # Asking for HTML must not turn an error page into one without the headers.
+    result = client.simulate_request(method, path, headers={"Accept": "text/html"})
+    assert result.headers["x-content-type-options"] == "nosniff", (method, path)
+    assert result.headers.get("content-type", "").startswith("text/html") == html
+    assert result.headers.get("content-security-policy") == (
+        CONTENT_SECURITY_POLICY if html else None
+    )
+
+
+def test_an_unexpected_error_is_nosniff_too(settings, journal, gate, board):
+    app = create_app(settings, journal, BrokenStore(), gate, board)  # type: ignore[arg-type]
+    result = falcon.testing.TestClient(app).simulate_get("/publications")
+    assert result.status_code == 500
+    assert result.headers["x-content-type-options"] == "nosniff"

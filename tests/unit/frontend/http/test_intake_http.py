@@ -11,6 +11,8 @@ import pytest
 
 from common.messages import article_id
 from services.frontend.http.app import create_app
+from services.frontend.http.resources import WritesInProgress
+from services.frontend.journal import Journal
 from tests.unit.frontend.http.conftest import KEY, Gate, MeshStatusBoard, journaled
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -74,6 +76,39 @@ BAD_INPUTS = [
     ("over-long NDJSON", NDJSON, b"\n".join([dumps(GOOD)] * 6), 422, "at most 5"),
     ("bad NDJSON line", NDJSON, dumps(GOOD) + b"\n{oops\n", 400, "line 2"),
     ("invalid NDJSON item", NDJSON, dumps(GOOD) + b"\n" + dumps({"content": "t"}), 422, "line 2"),
+    (
+        "publication with a control character",
+        JSON,
+        dumps({"publication": "P\x07", "content": "t"}),
+        422,
+        "found U+0007 (a control character) at character 2 - at `$.publication`",
+    ),
+    (
+        "publication with a bidirectional control",
+        JSON,
+        dumps([GOOD, {"publication": "ab\u202ec", "content": "t"}]),
+        422,
+        "U+202E RIGHT-TO-LEFT OVERRIDE (a bidirectional control) at character 3 - at "
+        "`$[1].publication`",
+    ),
+    (
+        "publication with a zero-width character",
+        NDJSON,
+        dumps(GOOD) + b"\n" + dumps({"publication": "\u200bP", "content": "t"}),
+        422,
+        "line 2: Expected a name without control, bidirectional-control or zero-width "
+        "characters; found U+200B ZERO WIDTH SPACE (a zero-width character) at character 1",
+    ),
+    (
+        "publication ending in a newline",
+        JSON,
+        dumps({"publication": "P\n", "content": "t"}),
+        422,
+        "U+000A (a control character)",
+    ),
+    ("blank publication", JSON, dumps({"publication": " \u3000", "content": "t"}), 422, "blank"),
+    # Python's `$` matches before a final "\n": the id's pattern must not end with it.
+    ("id ending in a newline", JSON, dumps({**GOOD, "id": "a1\n"}), 422, "`$.id`"),
 ]
 
 
@@ -118,6 +153,61 @@ def test_ndjson_batch(client, journal):
     result = client.simulate_post("/articles", body=body + b"\n", headers=NDJSON)
     assert result.status_code == 202, result.text
     assert len(journaled(journal)) == 5
+
+
+# What str.splitlines() also ends a line at, and a JSON string may hold raw (the others
+# it splits at, such as U+000B or U+001E, are control characters JSON must escape).
+LINE_BREAKS_IN_STRINGS = ["\x85", "\u2028", "\u2029"]
+
+
+def test_ndjson_lines_end_at_newline_only(client, journal):
+    items = [
+        {"publication": "Pub", "content": f"Canberra{brk}Sydney, line {n}"}
+        for n, brk in enumerate(LINE_BREAKS_IN_STRINGS)
+    ]
+    as_json = [json.dumps(item, ensure_ascii=False).encode() for item in items]
+    # "\r\n" ends a line as well as "\n"; blank lines are skipped.
+    body = as_json[0] + b"\r\n" + as_json[1] + b"\n\r\n" + as_json[2] + b"\r\n"
+    result = client.simulate_post("/articles", body=body, headers=NDJSON)
+    assert result.status_code == 202, result.text
+    ids = [article_id(i["publication"], i["content"]) for i in items]
+    assert result.json == {"accepted": 3, "ids": ids}
+    assert [row.content for row in journal.rows(ids)] == [i["content"] for i in items]
+    # The same article as one JSON object is the same article.
+    single = client.simulate_post("/articles", body=as_json[1], headers=JSON)
+    assert single.status_code == 202 and single.json["ids"] == [ids[1]]
+
+
+HIDDEN_IN_NAMES = [
+    *map(chr, [*range(0x00, 0x20), *range(0x7F, 0xA0)]),  # control characters (Cc)
+    *"\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",  # bidi
+    *"\u200b\u200c\u200d\u2060\ufeff",  # zero-width
+]
+
+
+@pytest.mark.parametrize("at", ["start", "middle", "end"])
+def test_publication_names_with_hidden_characters_are_refused(client, journal, at):
+    for char in HIDDEN_IN_NAMES:
+        name = {"start": f"{char}Pub", "middle": f"P{char}ub", "end": f"Pub{char}"}[at]
+        for path, headers in [("/articles", JSON), ("/post/enqueue", {"access_token": KEY})]:
+            result = client.simulate_post(
+                path, body=dumps({"publication": name, "content": "Text."}), headers=headers
+            )
+            assert result.status_code == 422, (path, hex(ord(char)), result.text)
+            assert "zero-width" in result.json["description"], result.text
+    assert journaled(journal) == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Le Monde", " ABC News", "Süddeutsche Zeitung", "朝日新聞", "Ha\u2019aretz", "Le\u00a0Soir"],
+)
+def test_publication_names_of_visible_characters_are_accepted(client, journal, name):
+    result = client.simulate_post(
+        "/articles", body=dumps({"publication": name, "content": "Text."}), headers=JSON
+    )
+    assert result.status_code == 202, result.text
+    assert [row.publication for row in journal.rows(result.json["ids"])] == [name]
 
 
 @pytest.mark.parametrize(
@@ -203,3 +293,38 @@ def test_a_full_backlog_is_503_with_retry_after(client, journal, store, settings
     assert result.json["title"] == "Backlog full"
     assert result.headers["Retry-After"] == str(settings.retry_after_seconds)
     assert "late" not in journaled(journal)
+
+
+def test_writes_in_progress_hold_back_the_confirmation_of_a_newer_state():
+    in_progress = WritesInProgress()
+
+    class Heard:
+        seq = 4
+
+        def accepting(self) -> tuple[bool, str]:
+            return True, ""
+
+        def heard_seq(self) -> int:
+            return self.seq
+
+    heard = Heard()
+    assert in_progress.confirmable(5) == 5
+    with in_progress.admitted(heard):
+        heard.seq = 5  # stop-writes is heard while the write runs
+        assert in_progress.confirmable(5) == 4
+        with in_progress.admitted(heard):
+            assert in_progress.confirmable(5) == 4
+    assert in_progress.confirmable(5) == 5
+
+
+def test_a_closed_gate_answers_503_and_journals_nothing(client, journal, settings):
+    Journal(settings.journal_path).set_gate("stopped", 2)  # another process heard it first
+    response = client.simulate_post(
+        "/articles",
+        json={"publication": "P", "content": "Text."},
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+    assert response.status_code == 503
+    assert response.json["description"] == "writes are stopped"
+    assert response.headers["Retry-After"]
+    assert journaled(journal) == []

@@ -7,7 +7,8 @@ the router's routes, real responses, real refusals of request bodies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,7 @@ def schema_errors(document: dict[str, Any], schema: dict[str, Any], instance: An
 def seed(store) -> None:
     """Counts in the store, so read routes answer with entities rather than empty lists."""
     entities = [Entity(entity_key(t, "ORG"), t, "ORG", 1) for t in ("Qantas", "BHP")]
-    store.commit([Extraction("a1", "Daily", entities, "tcp://127.0.0.1:1")])
+    store.commit([Extraction("a1", "Daily", entities, "local", 1)])
 
 
 # --- Routes ---------------------------------------------------------------------------------
@@ -215,6 +216,14 @@ def test_a_body_that_does_not_fit_its_schema_is_caught(client):
         ("/articles", AUTH, {**ARTICLE, "source": "wire"}, 422),  # unknown fields are refused
         ("/post/enqueue", TOKEN, {**ARTICLE, "source": "wire"}, 201),  # ... but ignored here
         ("/post/enqueue", TOKEN, {"publication": "Daily", "content": "\ufeff"}, 422),
+        ("/articles", AUTH, {**ARTICLE, "publication": "Daily\x07"}, 422),
+        ("/articles", AUTH, {**ARTICLE, "publication": "Da\u202eily"}, 422),
+        ("/articles", AUTH, {**ARTICLE, "publication": "\u2066Daily\u2069"}, 422),
+        ("/articles", AUTH, {**ARTICLE, "publication": "Dai\u200bly"}, 422),
+        ("/articles", AUTH, {**ARTICLE, "publication": "Daily\n"}, 422),
+        ("/articles", AUTH, {**ARTICLE, "publication": " Le\u00a0Soir"}, 202),
+        ("/articles", AUTH, {**ARTICLE, "id": "a1\n"}, 422),  # Python's `$` would take it
+        ("/post/enqueue", TOKEN, {"publication": "Daily\u200f", "content": "Text."}, 422),
     ],
 )
 def test_the_documented_request_schema_decides_as_the_app_does(client, path, headers, body, status):
@@ -225,6 +234,38 @@ def test_the_documented_request_schema_decides_as_the_app_does(client, path, hea
     result = client.simulate_post(path, json=body, headers=headers)
     assert result.status_code == status, result.text
     assert fits == (status < 300)
+
+
+def patterns_in(node: Any) -> Iterator[str]:
+    """Every `pattern` of a JSON Schema document, however deep."""
+    if isinstance(node, dict):
+        if isinstance(node.get("pattern"), str):
+            yield node["pattern"]
+        for value in node.values():
+            yield from patterns_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from patterns_in(value)
+
+
+def test_documented_patterns_decide_alike_in_python_and_ecmascript(client):
+    """The app validates a pattern with Python's re (msgspec searches it); clients and
+    schemathesis with ECMAScript's (jsonschema_rs). Each must decide every string alike:
+    every character of the Basic Multilingual Plane (and two beyond), alone, between
+    letters, at either end of one, and next to a space."""
+    patterns = set(patterns_in(document_of(client)))
+    assert len(patterns) >= 3  # publication names, not blank, client ids
+    characters = [chr(c) for c in [*range(0xD800), *range(0xE000, 0x10000), 0x1F600, 0xE0001]]
+    for pattern in patterns:
+        python = re.compile(pattern)
+        ecmascript = jsonschema_rs.validator_for({"type": "string", "pattern": pattern})
+        differ = [
+            text
+            for c in characters
+            for text in (c, f"a{c}", f"{c}a", f"a{c}a", f"{c} ", f" {c}")
+            if bool(python.search(text)) != ecmascript.is_valid(text)
+        ]
+        assert differ == [], f"{pattern!r} decides {differ[:5]!r} differently"
 
 
 def test_documented_query_parameters_are_the_apps(client, store):

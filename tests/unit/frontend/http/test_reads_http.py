@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+
+import msgspec
+import pytest
+
 from common.messages import Entity, Extraction, entity_key
 
 
 def commit(store, ident: str, pub: str, *texts: str) -> None:
     entities = [Entity(entity_key(t, "ORG"), t, "ORG", 1) for t in texts]
-    store.commit([Extraction(ident, pub, entities, "tcp://127.0.0.1:1")])
+    store.commit([Extraction(ident, pub, entities, "local", 1)])
 
 
 def test_publications_and_entities(client, store):
@@ -36,6 +41,28 @@ def test_read_errors(client, store):
     too_many = client.simulate_get("/publications/Daily/entities", params={"limit": "100000"})
     assert too_many.status_code == 400
     assert client.simulate_get("/health").json == {"status": "ok"}
+
+
+def cursor(count: int, text: str, key: str) -> str:
+    """A cursor as the store writes one (msgpack, base64url), with any values."""
+    raw = msgspec.msgpack.encode([count, text, key])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        cursor(2**63, "Qantas", entity_key("Qantas", "ORG")),  # over SQLite's INTEGER
+        cursor(2**64 - 1, "Qantas", entity_key("Qantas", "ORG")),
+        cursor(-1, "Qantas", entity_key("Qantas", "ORG")),
+        cursor(1, "Qantas", "caf\u00e9"),  # a key Firestore would order differently
+    ],
+)
+def test_a_well_formed_cursor_the_store_cannot_use_is_400(client, store, value):
+    commit(store, "a1", "Daily", "Qantas")
+    result = client.simulate_get("/publications/Daily/entities", params={"cursor": value})
+    assert result.status_code == 400, result.text
+    assert result.json["title"] == "Invalid cursor"
 
 
 def test_status_and_ready(client, gate, board):

@@ -10,7 +10,7 @@ from common.messages import Entity, Extraction, entity_key
 from store.firestore import FirestoreStore
 from store.firestore.plan import Article, articles_of
 
-ACK = "tcp://127.0.0.1:1"
+LEDGER, TOKEN = "local", 1
 MakeStore = Callable[..., FirestoreStore]
 
 
@@ -19,7 +19,7 @@ def entity(text: str, label: str = "ORG", count: int = 1) -> Entity:
 
 
 def extraction(ident: str, pub: str, *entities: Entity) -> Extraction:
-    return Extraction(ident, pub, list(entities), ACK)
+    return Extraction(ident, pub, list(entities), LEDGER, TOKEN)
 
 
 def planned(ex: Extraction) -> Article:
