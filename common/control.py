@@ -29,7 +29,7 @@ import zmq
 
 from common.config import Settings
 from common.messages import Codec
-from common.sockets import MeshSockets
+from common.sockets import MeshSockets, nobody_listens
 
 log = logging.getLogger("control")
 
@@ -209,6 +209,10 @@ def ask(settings: Settings, name: str, *, wait: float = 5.0, timeout: float | No
     A fresh REQ socket per call: a REQ that timed out cannot be reused, and commands are
     rare (the CLI, a dashboard refresh every few seconds).
     """
+    if nobody_listens(settings.control_command_endpoint):
+        raise ControlUnavailable(
+            f"no control server at {settings.control_command_endpoint}: nothing listens there"
+        )
     sockets = MeshSockets(settings)
     request = sockets.connect(zmq.REQ, settings.control_command_endpoint, max_bytes=CONTROL_BYTES)
     try:

@@ -38,6 +38,23 @@ FREE_PORT_RANGE = (20000, 32000)
 _handed_out: set[int] = set()
 
 
+def nobody_listens(endpoint: str) -> bool:
+    """True when `endpoint` is an ipc socket nothing listens on (no file, or a stale one):
+    a client can say "not running" at once instead of waiting out its timeout."""
+    if not endpoint.startswith("ipc://"):
+        return False
+    probe = net.socket(net.AF_UNIX, net.SOCK_STREAM)
+    try:
+        probe.connect(endpoint[len("ipc://") :])
+    except (FileNotFoundError, ConnectionRefusedError):
+        return True
+    except OSError:
+        return False  # e.g. not allowed to look: let the real client find out
+    finally:
+        probe.close()
+    return False
+
+
 def free_tcp_port() -> int:
     """A loopback TCP port nothing listens on now, for tests and benchmarks that start a
     whole mesh; never the same twice in one process."""

@@ -16,6 +16,7 @@ from circus.client import CircusClient
 from common.config import Settings
 from common.control import ControlUnavailable, Reply, ask
 from common.security import ensure_private_dir
+from common.sockets import nobody_listens
 
 ROOT = Path(__file__).resolve().parents[2]
 CIRCUS_INI = ROOT / "circus.ini"
@@ -117,6 +118,8 @@ def wait_for_emulator(settings: Settings, timeout: float = 120.0) -> None:
 
 def circus(settings: Settings, command: str, timeout: float = 30.0, **properties) -> dict:
     """One Circus command, e.g. circus(s, "incr", name="extractor", nb=1)."""
+    if nobody_listens(settings.circus_endpoint):
+        raise MeshError(f"the mesh is not running (nothing at {settings.circus_endpoint})")
     client = CircusClient(endpoint=settings.circus_endpoint, timeout=timeout)
     try:
         answer = client.call({"command": command, "properties": properties})
