@@ -26,7 +26,6 @@ import copy
 import os
 import random
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -40,7 +39,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.mesh_bench import WRK_SCRIPT, articles, post
+from bench.mesh_bench import articles, post, wrk_output
 from loader.corpora import lee_articles
 from services.control import mesh
 from tests.conftest import free_port
@@ -143,16 +142,9 @@ def slow_probe(url: str) -> str:
 def wrk_single_posts(server: RunningMesh) -> str:
     """Single-article POSTs from wrk (2 threads, 8 kept-alive connections, 5 s; the script
     of bench/mesh_bench.py): requests/s and latency percentiles."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
+    output = wrk_output(server)
+    if output is None:
         return "wrk not installed (apt-get install wrk)"
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(WRK_SCRIPT.replace("KEY", server.key))
-        script.flush()
-        output = subprocess.run(
-            [wrk, "-t2", "-c8", "-d5s", "--latency", "-s", script.name, server.url + "/"],
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
     rate = float(re.findall(r"Requests/sec:\s+([\d.]+)", output)[0])
     percentiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)", output, re.MULTILINE))
     errors = re.findall(r"Non-2xx or 3xx responses: (\d+)", output)

@@ -236,21 +236,27 @@ end
 """
 
 
-def wrk_single_posts(running: RunningMesh) -> str:
-    """Requests/s and p99 of single-article POSTs from wrk (8 connections, 5 s), or why not.
-
-    A C client: the Python load tool, with its GIL, is itself the bottleneck for tiny POSTs.
-    """
+def wrk_output(running: RunningMesh) -> str | None:
+    """wrk's report of single-article POSTs (2 threads, 8 kept-alive connections, 5 s), or
+    None when wrk is not installed. A C client: the Python load tool, with its GIL, is
+    itself the bottleneck for tiny POSTs."""
     wrk = shutil.which("wrk")
     if wrk is None:
-        return "wrk not installed (apt-get install wrk)"
+        return None
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(WRK_SCRIPT.replace("KEY", running.key))
         script.flush()
-        output = subprocess.run(
+        return subprocess.run(
             [wrk, "-t2", "-c8", "-d5s", "--latency", "-s", script.name, running.url + "/"],
             capture_output=True, text=True, timeout=60, check=True,
         ).stdout  # fmt: skip
+
+
+def wrk_single_posts(running: RunningMesh) -> str:
+    """Requests/s and p99 of single-article POSTs from wrk, or why not."""
+    output = wrk_output(running)
+    if output is None:
+        return "wrk not installed (apt-get install wrk)"
     rate = next(line.split()[-1] for line in output.splitlines() if "Requests/sec" in line)
     p99 = next(line.split()[-1] for line in output.splitlines() if line.strip().startswith("99%"))
     errors = [line.strip() for line in output.splitlines() if "Non-2xx" in line]
