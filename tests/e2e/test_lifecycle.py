@@ -170,3 +170,18 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_plain_circusctl_works_after_ingest_env(running_mesh):
+    """As the README says: `eval "$(ingest env)"`, then circusctl finds this mesh's Circus
+    (an ipc socket in the private run folder, not tcp://127.0.0.1:5555)."""
+    bin_dir = Path(sys.executable).parent
+    script = f'eval "$({bin_dir}/ingest env)" && {bin_dir}/circusctl status'
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "CIRCUSCTL_"))}
+    env["INGEST_DATA_DIR"] = str(running_mesh.settings.data_dir)
+    env["INGEST_HTTP_PORT"] = str(running_mesh.settings.http_port)
+    result = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "extractor: active" in result.stdout and "ledger: active" in result.stdout
