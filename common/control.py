@@ -29,7 +29,7 @@ import zmq
 
 from common.config import Settings
 from common.messages import Codec
-from common.sockets import MeshSockets, nobody_listens
+from common.sockets import MeshSockets
 
 log = logging.getLogger("control")
 
@@ -209,11 +209,9 @@ def ask(settings: Settings, name: str, *, wait: float = 5.0, timeout: float | No
     A fresh REQ socket per call: a REQ that timed out cannot be reused, and commands are
     rare (the CLI, a dashboard refresh every few seconds).
     """
-    if nobody_listens(settings.control_command_endpoint):
-        raise ControlUnavailable(
-            f"no control server at {settings.control_command_endpoint}: nothing listens there"
-        )
-    sockets = MeshSockets(settings)
+    # The process's shared context: the frontend asks on every /status, /ready and scrape,
+    # and a context per call would start and stop its I/O thread each time.
+    sockets = MeshSockets(settings, zmq.Context.instance())
     request = sockets.connect(zmq.REQ, settings.control_command_endpoint, max_bytes=CONTROL_BYTES)
     try:
         request.send(encode(Command(name, wait=wait)))  # type: ignore[arg-type]

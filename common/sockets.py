@@ -84,6 +84,7 @@ class MeshSockets:
     """
 
     def __init__(self, settings: Settings, context: zmq.Context | None = None) -> None:
+        self._owns_context = context is None
         self.context = context or zmq.Context()
         self._settings = settings
         self._security = MeshSecurity(self.context, settings.key_path, settings.key_name)
@@ -110,11 +111,13 @@ class MeshSockets:
         return socket
 
     def close(self) -> None:
-        """Close every socket opened here, then the context (never hangs: finite linger)."""
+        """Close every socket opened here, then the context if it is this object's own
+        (never hangs: finite linger)."""
         for socket in self._sockets:
             socket.close()
         self._security.close()
-        self.context.term()
+        if self._owns_context:
+            self.context.term()
 
     def _socket(self, kind: int, hwm: int | None, max_bytes: int | None) -> zmq.Socket:
         socket = self.context.socket(kind)

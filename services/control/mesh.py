@@ -218,6 +218,9 @@ def scale(settings: Settings, stage: str, count: int) -> tuple[int, int]:
 
 def control(settings: Settings, name: str, wait: float = 5.0) -> Reply:
     """Send one command to the control server and return its reply."""
+    if nobody_listens(settings.control_command_endpoint):
+        # Say so at once rather than wait out the command's timeout.
+        raise MeshError(f"the mesh is not running (nothing at {settings.control_command_endpoint})")
     try:
         return ask(settings, name, wait=wait)
     except ControlUnavailable as exc:
