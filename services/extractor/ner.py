@@ -146,9 +146,9 @@ def _cut(
         out.append(span)
         return
     if level == HARD_CUT:  # no whitespace inside: any cut is as bad as another
-        # spaCy's tokenizer is quadratic on a run without whitespace (measured: 1,000
-        # emoji 0.17 s, 4,000 1.8 s, 20,000 65 s), and no real word is that long: cut such
-        # runs short so one hostile article cannot hold an extractor for minutes.
+        # spaCy's tokenizer is quadratic on a run without whitespace (1,000 emoji 0.17 s,
+        # 4,000 1.8 s, 8,000 6.4 s: bench/RESULTS.md), and no real word is that long: cut
+        # such runs short so one hostile article cannot hold an extractor for minutes.
         step = min(limit, MAX_RUN_CHARS)
         out.extend((start, min(start + step, hi)) for start in range(lo, hi, step))
         return
