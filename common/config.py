@@ -96,9 +96,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     savers: int = 1
     store: Literal["sqlite", "firestore"] = "sqlite"
     store_path: str = ""  # default: <data_dir>/store.sqlite3
-    # How long a saver gathers results before one commit. Default: 0.25 s on SQLite; 1 s on
-    # Firestore, where a hot document sustains about one write per second.
-    flush_seconds: float | None = None
+    # How long a saver gathers results before it commits them (default 0.25 s), and how
+    # many articles one commit takes at most. On Firestore each publication is committed on
+    # its own, at most firestore_document_writes_per_second times a second.
+    flush_seconds: float = 0.25
     flush_max_articles: int = 256
     # Firestore store: a project id, then either the emulator's host:port or real Google
     # credentials (Application Default Credentials).
@@ -107,6 +108,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     firestore_emulator_host: str = ""
     # Start Google's emulator at firestore_emulator_host as a Circus watcher of the mesh.
     run_firestore_emulator: bool = False
+    # Writes per second one publication or entity document may take, sustained (Google's
+    # guidance: about 1). Every result of a publication goes to one saver (the saver inlet
+    # routes by publication), which commits that publication at most this often.
+    firestore_document_writes_per_second: float = 1.0
+    # Commit limits, checked at start-up against Firestore's quotas (FIRESTORE_QUOTAS):
+    # bytes of one commit request; field transforms on one document in one commit (the
+    # plan coalesces to one per document); writes per commit (0: no cap, as since 2023).
+    firestore_max_request_bytes: int = 10 * 1024 * 1024
+    firestore_max_transforms_per_document: int = 500
+    firestore_max_writes_per_commit: int = 0
 
     # A process that has heard no pipeline state for this long stops accepting writes.
     control_stale_seconds: float = 5.0
@@ -118,12 +129,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
-
-    @property
-    def flush_interval(self) -> float:
-        if self.flush_seconds is not None:
-            return self.flush_seconds
-        return 1.0 if self.store == "firestore" else 0.25
 
     @property
     def run_path(self) -> Path:
@@ -206,6 +211,36 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message says which setting and why."""
 
 
+# Firestore's hard limits (https://cloud.google.com/firestore/quotas, read 2026-11): the
+# most a setting may ask for. The 500-writes-per-commit cap was removed in 2023; what bounds
+# a commit now is the request size and the transforms per document.
+FIRESTORE_QUOTAS = {
+    "firestore_max_request_bytes": 10 * 1024 * 1024,  # "Maximum API request size"
+    "firestore_max_transforms_per_document": 500,  # "field transformations ... per document"
+}
+# Below this a commit could not hold one ordinary article.
+MIN_FIRESTORE_REQUEST_BYTES = 64 * 1024
+
+
+def _check_firestore_limits(settings: Settings) -> None:
+    for name, quota in FIRESTORE_QUOTAS.items():
+        value = getattr(settings, name)
+        if not 1 <= value <= quota:
+            raise ConfigError(
+                f"{name}={value}: Firestore allows at most {quota} "
+                "(https://cloud.google.com/firestore/quotas), and at least 1"
+            )
+    if settings.firestore_max_request_bytes < MIN_FIRESTORE_REQUEST_BYTES:
+        raise ConfigError(
+            f"firestore_max_request_bytes={settings.firestore_max_request_bytes}: "
+            f"use at least {MIN_FIRESTORE_REQUEST_BYTES} (one article's commit)"
+        )
+    if settings.firestore_max_writes_per_commit < 0:
+        raise ConfigError("firestore_max_writes_per_commit must be 0 (no cap) or positive")
+    if settings.firestore_document_writes_per_second <= 0:
+        raise ConfigError("firestore_document_writes_per_second must be positive")
+
+
 def _list_fields() -> set[str]:
     info = msgspec.inspect.type_info(Settings)
     return {f.name for f in info.fields if isinstance(f.type, msgspec.inspect.ListType)}
@@ -232,6 +267,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from exc
+    _check_firestore_limits(settings)
     # Every process must agree on the same files whatever its working directory.
     settings = msgspec.structs.replace(settings, data_dir=str(Path(settings.data_dir).resolve()))
     return _with_private_endpoints(settings)

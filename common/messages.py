@@ -11,6 +11,8 @@ never a crash. Frame sizes are bounded by the sockets themselves (MAXMSGSIZE,
 common/sockets.py).
 
 Flow: ledger -> Article -> extractor -> Extraction -> saver inlet -> saver -> Ack -> ledger;
+results travel as two frames, [route key, Extraction], so the saver inlet can send every
+result of one publication to the same saver without decoding it (`route_key`);
 an extractor that cannot process an article sends the ledger a Failure instead. Acks and
 failures go to the ledger named by id in the message, at the endpoint configuration gives
 for that id (never an address carried by a message), and carry the dispatch token the
@@ -141,3 +143,18 @@ def article_id(publication: str, content: str) -> str:
 def entity_key(text: str, label: str) -> str:
     """A stable digest of normalised text + label (never ``hash()``, which varies per process)."""
     return hashlib.blake2b(f"{label}\x00{text.casefold()}".encode(), digest_size=12).hexdigest()
+
+
+# Results carry this digest of their publication as a first frame: the saver inlet routes on
+# it without decoding the Extraction, and it is short and fixed whatever the name.
+ROUTE_KEY_BYTES = 8
+# What a saver sends the saver inlet when it connects and then every SAVER_READY_SECONDS:
+# "I am here, route to me". The inlet forgets a saver it has not heard from for three times
+# that long.
+SAVER_READY = b"saver-ready"
+SAVER_READY_SECONDS = 1.0
+
+
+def route_key(publication: str) -> bytes:
+    """The routing frame of a result of `publication` (see ROUTE_KEY_BYTES)."""
+    return hashlib.blake2b(publication.encode(), digest_size=ROUTE_KEY_BYTES).digest()

@@ -91,6 +91,15 @@ COMMIT_FAILURES = Counter("ingest_store_commit_failures", "Store commits that ra
 POISON = Counter(
     "ingest_articles_poison", "Articles the store refused for good (dead-lettered with its error)."
 )
+DOCUMENT_WRITES = Counter(
+    "ingest_store_document_writes",
+    "Publication and entity document increments (one per document per commit).",
+)
+HOTTEST_DOCUMENT_RATE = Gauge(
+    "ingest_store_hottest_document_writes_per_second",
+    "Writes per second of the most written document over the last 10 s (highest saver).",
+    multiprocess_mode="livemax",
+)
 
 # -- every process -----------------------------------------------------------------------------
 FRAMES_DROPPED = Counter(

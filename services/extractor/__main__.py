@@ -24,7 +24,15 @@ from common import metrics
 from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
-from common.messages import Article, Entity, Extraction, Failure, decode_or_drop, encode
+from common.messages import (
+    Article,
+    Entity,
+    Extraction,
+    Failure,
+    decode_or_drop,
+    encode,
+    route_key,
+)
 from common.sockets import LedgerReplies, MeshSockets
 from services.extractor.ner import EntityExtractor, load_model
 
@@ -75,7 +83,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
                 result = Extraction(
                     article.id, article.publication, entities, article.ledger, article.token
                 )
-                _send(outbox, encode(result), stop)
+                _send(outbox, [route_key(article.publication), encode(result)], stop)
             seconds = time.perf_counter() - started
             metrics.BATCH_SECONDS.observe(seconds)
             log.info("batch extracted", extra={"articles": len(batch), "seconds": seconds})
@@ -132,12 +140,12 @@ def _extract(extractor: EntityExtractor, batch: list[Article]) -> list[list[Enti
     return results
 
 
-def _send(outbox: zmq.Socket, frame: bytes, stop: StopFlag) -> None:
+def _send(outbox: zmq.Socket, frames: list[bytes], stop: StopFlag) -> None:
     # Block while the saver inlet is away (backpressure), but not past a stop request:
     # an unsent result is simply sent again by the ledger later.
     while True:
         try:
-            outbox.send(frame)
+            outbox.send_multipart(frames)
             return
         except zmq.Again:
             if stop:

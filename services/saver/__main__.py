@@ -1,161 +1,160 @@
-"""Saver: PULLs extraction results, commits them in coalesced batches, acknowledges.
+"""Saver: takes extraction results from the saver inlet, commits them, acknowledges.
 
-Pattern: pipeline sink with acknowledgements. A batch is committed with its article markers
-in one store transaction; only after the commit does the saver PUSH the ids back to the
-ledger named in each result. A crash before the ack loses nothing (the ledger re-sends; the
-markers make the re-delivery add nothing). It binds nothing, so it scales with `incr saver`.
+Pattern: pipeline sink with acknowledgements. Results are committed with their article
+markers in one store transaction; only after the commit does the saver PUSH the ids back to
+the ledger named in each result. A crash before the ack loses nothing (the ledger re-sends;
+the markers make the re-delivery add nothing). It binds nothing, so it scales with
+`incr saver`.
 
-    inbox  PULL  connect  settings.results_out_endpoint   <- saver inlet
-    acks   PUSH  connect  settings.ledger_ack_endpoints   -> ledgers (Ack, or Failure for poison)
+    inbox  DEALER  connect  settings.results_out_endpoint  <- saver inlet ([route key, result])
+    acks   PUSH    connect  settings.ledger_ack_endpoints   -> ledgers (Ack, or Failure)
+
+The saver tells the inlet it is there (SAVER_READY, every second); the inlet sends it every
+result of the publications it owns. When to commit which results is `schedule`; a commit
+with its poison isolation is `commits`; the document write-rate audit is `audit`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from dataclasses import dataclass
 
-import tenacity
 import zmq
 
 from common import metrics
 from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
-from common.messages import Ack, Acked, Extraction, Failure, decode_or_drop, encode
+from common.messages import (
+    SAVER_READY,
+    SAVER_READY_SECONDS,
+    Ack,
+    Acked,
+    Extraction,
+    Failure,
+    decode_or_drop,
+    encode,
+)
 from common.sockets import LedgerReplies, MeshSockets
 from common.store import Store
+from services.saver.audit import DocumentWrites, documents_of
+from services.saver.commits import Outcome, commit
+from services.saver.schedule import CommitSchedule, Group
 from store import open_store
 
 log = logging.getLogger("saver")
 
-MAX_RETRY_SECONDS = 10.0
+# Results taken off the socket per wake-up, so commits and heartbeats keep their turn.
+RECEIVE_LIMIT = 4096
 
 
-def run(settings: Settings, stop: StopFlag) -> None:
-    store = open_store(settings)
-    sockets = MeshSockets(settings)
-    inbox = sockets.connect(zmq.PULL, settings.results_out_endpoint)
-    replies = LedgerReplies(sockets, settings.ledger_ack_endpoints())
-    counters = {"committed": 0, "duplicates": 0, "commits": 0, "poison": 0}
-    control = ControlLink(settings, "saver", lambda: dict(counters)).start()
-    log.info("saver up", extra={"store": settings.store})
-    try:
+def schedule_for(settings: Settings) -> CommitSchedule:
+    """Firestore: one group per publication, paced to the document write budget (the saver
+    inlet gives each publication to one saver). SQLite: one group, committed as fast as the
+    store takes it."""
+    firestore = settings.store == "firestore"
+    return CommitSchedule(
+        per_publication=firestore,
+        min_interval=1.0 / settings.firestore_document_writes_per_second if firestore else 0.0,
+        gather_seconds=settings.flush_seconds,
+        max_articles=settings.flush_max_articles,
+    )
+
+
+class Saver:
+    """The loop of one saver process: receive, commit what is due, acknowledge."""
+
+    def __init__(self, settings: Settings, store: Store, sockets: MeshSockets) -> None:
+        self.store = store
+        self.inbox = sockets.connect(zmq.DEALER, settings.results_out_endpoint)
+        self.replies = LedgerReplies(sockets, settings.ledger_ack_endpoints())
+        self.schedule = schedule_for(settings)
+        self.writes = DocumentWrites()
+        self.counters: dict[str, float] = {
+            "committed": 0,
+            "duplicates": 0,
+            "commits": 0,
+            "poison": 0,
+            "waiting": 0,
+            "hottest_writes_per_s": 0.0,
+        }
+        self._next_ready = 0.0
+
+    def run(self, stop: StopFlag) -> None:
         while not stop:
-            # Results: gather one flush worth, commit it, then acknowledge it.
-            batch = _collect(inbox, settings.flush_max_articles, settings.flush_interval)
-            if not batch:
-                continue
-            outcome = _commit(store, batch, stop)
-            if outcome is None:
-                continue
-            counters["commits"] += 1
-            counters["committed"] += len(outcome.counted)
-            counters["duplicates"] += len(outcome.committed) - len(outcome.counted)
-            counters["poison"] += len(outcome.poison)
-            metrics.COMMITTED.inc(len(outcome.counted))
-            metrics.DUPLICATES.inc(len(outcome.committed) - len(outcome.counted))
-            metrics.POISON.inc(len(outcome.poison))
-            _acknowledge(replies, outcome.committed)
-            _reject(replies, outcome.poison)
-    finally:
-        control.stop()
-        sockets.close()
-        store.close()
-        log.info("saver stopped")
+            self._say_ready()
+            if self.inbox.poll(self._poll_ms()):
+                self._receive()
+            while not stop and (due := self.schedule.next_due()):
+                self._commit(*due)
+                self._say_ready()
+            self.counters["waiting"] = self.schedule.waiting()
 
+    def _poll_ms(self) -> int:
+        wait = min(1.0, max(0.0, self._next_ready - time.monotonic()))
+        due = self.schedule.seconds_to_next()
+        if due is not None:
+            wait = min(wait, due)
+        return max(1, int(wait * 1000))
 
-def _collect(inbox: zmq.Socket, limit: int, seconds: float) -> list[Extraction]:
-    """Wait for a first result, then gather more for up to `seconds` or `limit` results.
-    A frame that is not a valid Extraction is dropped (and logged), never committed."""
-    if not inbox.poll(1000):
-        return []
-    batch: list[Extraction] = []
-    deadline = time.monotonic() + seconds
-    while len(batch) < limit:
-        remaining_ms = int((deadline - time.monotonic()) * 1000)
-        if remaining_ms <= 0 or not inbox.poll(remaining_ms):
-            break
-        while len(batch) < limit:
+    def _say_ready(self) -> None:
+        now = time.monotonic()
+        if now < self._next_ready:
+            return
+        self._next_ready = now + SAVER_READY_SECONDS
+        with contextlib.suppress(zmq.Again):  # the inlet is away: it hears the next one
+            self.inbox.send(SAVER_READY, zmq.NOBLOCK)
+
+    def _receive(self) -> None:
+        """Queue what the socket holds; a message that is not [route key, Extraction]
+        is dropped (and logged), never committed."""
+        for _ in range(RECEIVE_LIMIT):
             try:
-                frame = inbox.recv(zmq.NOBLOCK)
+                frames = self.inbox.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                break
-            message = decode_or_drop(frame, log, "saver inbox")
+                return
+            if len(frames) != 2:
+                metrics.FRAMES_DROPPED.inc()
+                log.warning("dropped a message of %d frames", len(frames))
+                continue
+            message = decode_or_drop(frames[1], log, "saver inbox")
             if isinstance(message, Extraction):
-                batch.append(message)
-    return batch
+                self.schedule.add(message)
 
-
-@dataclass
-class Outcome:
-    committed: list[Extraction]  # in the store now (newly, or counted before)
-    counted: list[str]  # ids newly counted by this commit
-    poison: list[tuple[Extraction, str]]  # refused by the store for good, with the error
-
-
-def _commit(store: Store, batch: list[Extraction], stop: StopFlag) -> Outcome | None:
-    """Commit the batch, retrying what may pass later; None if stopped first (nothing
-    acknowledged: the ledger re-sends).
-
-    A store error that retrying cannot fix (`store.poison(error)`: an invalid value, a
-    document too large) is about some article of the batch: the batch is then committed one
-    article at a time, so that article is set aside (a dead letter, with the error) and the
-    others are counted. Every other error (store unreachable, locked, contention) is retried
-    with exponential backoff and full jitter, for as long as it takes.
-    """
-    try:
-        counted = _retrying(store, stop)(_timed_commit, store, batch)
-    except Exception as error:  # a poison error: tenacity re-raises it at once
-        log.warning("a store error no retry can fix; committing one by one", exc_info=error)
-        return _commit_one_by_one(store, batch, stop)
-    return None if counted is None else Outcome(batch, counted, [])
-
-
-def _commit_one_by_one(store: Store, batch: list[Extraction], stop: StopFlag) -> Outcome | None:
-    outcome = Outcome([], [], [])
-    for extraction in batch:
+    def _commit(self, group: Group, results: list[Extraction]) -> None:
         try:
-            counted = _retrying(store, stop)(_timed_commit, store, [extraction])
+            outcome = commit(self.store, results)
         except Exception as error:
-            log.error("article refused by the store", extra={"article_ids": [extraction.id]})
-            outcome.poison.append((extraction, f"{type(error).__name__}: {error}"[:1000]))
-            continue
-        if counted is None:
-            return None
-        outcome.committed.append(extraction)
-        outcome.counted += counted
-    return outcome
+            delay = self.schedule.failed(group)
+            metrics.COMMIT_FAILURES.inc()
+            log.error(
+                "commit failed; this group backs off",
+                exc_info=error,
+                extra={"group": group.key, "articles": len(results), "retry_in": delay},
+            )
+            return
+        self.schedule.committed(group, outcome.settled)
+        self._account(outcome)
+        _acknowledge(self.replies, outcome.committed)
+        _reject(self.replies, outcome.poison)
 
-
-def _retrying(store: Store, stop: StopFlag) -> tenacity.Retrying:
-    return tenacity.Retrying(
-        retry=tenacity.retry_if_exception(lambda error: not store.poison(error)),
-        wait=tenacity.wait_random_exponential(multiplier=0.1, max=MAX_RETRY_SECONDS),
-        stop=lambda _: bool(stop),
-        after=_log_failure,
-        retry_error_callback=lambda _: None,
-        reraise=True,
-    )
-
-
-def _timed_commit(store: Store, batch: list[Extraction]) -> list[str]:
-    started = time.perf_counter()
-    counted = store.commit(batch)
-    seconds = time.perf_counter() - started
-    metrics.COMMIT_SECONDS.observe(seconds)
-    log.debug("committed", extra={"articles": len(batch), "new": len(counted), "seconds": seconds})
-    return counted
-
-
-def _log_failure(attempt: tenacity.RetryCallState) -> None:
-    metrics.COMMIT_FAILURES.inc()
-    error = attempt.outcome.exception() if attempt.outcome else None
-    log.error(
-        "commit failed; retrying",
-        exc_info=error,
-        extra={"attempt": attempt.attempt_number, "articles": len(attempt.args[1])},
-    )
+    def _account(self, outcome: Outcome) -> None:
+        duplicates = len(outcome.committed) - len(outcome.counted)
+        counted = set(outcome.counted)
+        written = documents_of(r for r in outcome.committed if r.id in counted)
+        self.writes.record(written)
+        _, rate = self.writes.hottest()
+        self.counters["commits"] += 1
+        self.counters["committed"] += len(outcome.counted)
+        self.counters["duplicates"] += duplicates
+        self.counters["poison"] += len(outcome.poison)
+        self.counters["hottest_writes_per_s"] = rate
+        metrics.COMMITTED.inc(len(outcome.counted))
+        metrics.DUPLICATES.inc(duplicates)
+        metrics.POISON.inc(len(outcome.poison))
+        metrics.DOCUMENT_WRITES.inc(len(written))
+        metrics.HOTTEST_DOCUMENT_RATE.set(rate)
 
 
 def _acknowledge(replies: LedgerReplies, committed: list[Extraction]) -> None:
@@ -170,6 +169,21 @@ def _acknowledge(replies: LedgerReplies, committed: list[Extraction]) -> None:
 def _reject(replies: LedgerReplies, poison: list[tuple[Extraction, str]]) -> None:
     for result, error in poison:
         replies.send(result.ledger, encode(Failure(result.id, result.token, error, False)))
+
+
+def run(settings: Settings, stop: StopFlag) -> None:
+    store = open_store(settings)
+    sockets = MeshSockets(settings)
+    saver = Saver(settings, store, sockets)
+    control = ControlLink(settings, "saver", lambda: dict(saver.counters)).start()
+    log.info("saver up", extra={"store": settings.store})
+    try:
+        saver.run(stop)
+    finally:
+        control.stop()
+        sockets.close()
+        store.close()
+        log.info("saver stopped")
 
 
 def main() -> None:

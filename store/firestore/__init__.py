@@ -3,7 +3,8 @@
 The package, read top-down:
 
 - `ids`: the collections and the document ids of free-text names ("~digest" when too long);
-- `plan`: the articles of a `commit()` call grouped into commits of at most 500 writes;
+- `plan`: the articles of a `commit()` call grouped into commits within the limits of
+  settings (request bytes; writes, if capped);
 - `writer`: those commits as raw `Write` protobufs, create()/update() preconditions,
   conflicts settled by one read, transient errors retried with tenacity;
 - `reader`: publications, top entities (cursor, label filter) and counted markers;
@@ -26,6 +27,7 @@ from google.cloud import firestore
 from common.config import ConfigError, Settings
 from common.messages import Extraction
 from common.store import EntityPage, PublicationCount
+from store.firestore.plan import CommitLimits
 from store.firestore.reader import Reader
 from store.firestore.writer import Writer
 
@@ -103,4 +105,5 @@ def open_firestore_store(settings: Settings, **options: Any) -> FirestoreStore:
     `options` go to the Writer (tests tune the retry schedule with them).
     """
     client = open_client(settings)
+    options.setdefault("limits", CommitLimits.of(settings))
     return FirestoreStore(client, Writer(client, **options))

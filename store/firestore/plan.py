@@ -1,10 +1,15 @@
 """Commit planning: the articles of one `commit()` call, grouped into Firestore commits.
 
-A commit holds at most 500 writes: one marker per article, plus one write per distinct
-publication and per distinct entity document of its articles, whose counts are coalesced
-(one `Increment` per document however many articles name it). Articles are packed greedily
-in order and an article's writes never straddle two commits, so each commit carries the
-`create()` markers of exactly the articles whose counts it adds: all or nothing per article.
+A commit holds one marker per article, plus one write per distinct publication and per
+distinct entity document of its articles, whose counts are coalesced (one `Increment` per
+document however many articles name it: one field transform per document per commit, far
+under the 500 Firestore allows). Articles are packed greedily in order and an article's
+writes never straddle two commits, so each commit carries the `create()` markers of exactly
+the articles whose counts it adds: all or nothing per article.
+
+What bounds a commit (`CommitLimits`, from settings checked against Firestore's quotas):
+the request size (10 MiB), estimated from above per write; and, only if configured, a
+number of writes (Firestore's old 500-writes cap was removed in 2023).
 """
 
 from __future__ import annotations
@@ -12,11 +17,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from common.config import Settings
 from common.messages import Extraction
-from store.firestore.ids import document_id
+from store.firestore.ids import document_id, entity_path, marker_path, publication_path
 
-# Firestore's documented limit of writes per batched write / commit.
-MAX_WRITES = 500
+# What a write costs beyond its document name and string values, at most: field names,
+# protobuf tags and lengths, a precondition, one transform, the marker's 32-character
+# commit token and its server timestamp. tests/unit/store/firestore/test_plan.py checks the
+# estimate stays above the real size of the requests the writer sends.
+WRITE_OVERHEAD_BYTES = 64
+# The request's own envelope (database name, tags).
+REQUEST_OVERHEAD_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CommitLimits:
+    request_bytes: int = 10 * 1024 * 1024
+    writes: int = 0  # 0: no cap
+
+    @classmethod
+    def of(cls, settings: Settings) -> CommitLimits:
+        return cls(settings.firestore_max_request_bytes, settings.firestore_max_writes_per_commit)
 
 
 @dataclass(slots=True)
@@ -52,30 +73,58 @@ def articles_of(extractions: Iterable[Extraction]) -> list[Article]:
     return list(articles.values())
 
 
-def plan_commits(articles: Sequence[Article], max_writes: int = MAX_WRITES) -> list[list[Article]]:
-    """Group articles in order into commits of at most `max_writes` writes.
+def plan_commits(
+    articles: Sequence[Article], limits: CommitLimits, root_bytes: int = 0
+) -> list[list[Article]]:
+    """Group articles in order into commits within `limits`.
 
-    An article is never split; one that alone needs more than `max_writes` (over ~500
-    distinct entities) goes alone in a bigger commit: splitting it would give up its
-    atomicity, which is worse. The emulator accepts such commits (checked with 600-700
-    writes); that real Firestore does too, limited by the 10 MiB request size rather than a
-    write count, is not verified here. If it refuses (INVALID_ARGUMENT), the commit raises
-    and that batch is not acknowledged.
+    `root_bytes` is the length of the prefix of every document name ("projects/P/
+    databases/D/documents/"). An article is never split; one that alone exceeds the limits
+    goes alone in its commit: splitting it would give up its atomicity, which is worse. If
+    Firestore refuses that commit (INVALID_ARGUMENT: over 10 MiB), the error is poison for
+    the saver, which sets the article aside as a dead letter.
     """
     groups: list[list[Article]] = []
     group: list[Article] = []
     docs: set[str] = set()  # publication ids and "pub_id/key_id" of the group so far
+    size = REQUEST_OVERHEAD_BYTES
     for article in articles:
-        new_docs = {article.pub_id, *article.entity_docs()} - docs
-        if group and len(group) + len(docs) + 1 + len(new_docs) > max_writes:
+        new = _new_documents(article, docs)
+        grown = size + _estimated_bytes(article, new, root_bytes)
+        writes = len(group) + len(docs) + 1 + len(new)
+        if group and (grown > limits.request_bytes or 0 < limits.writes < writes):
             groups.append(group)
-            group, docs = [], set()
-            new_docs = {article.pub_id, *article.entity_docs()}
+            group, docs, size = [], set(), REQUEST_OVERHEAD_BYTES
+            new = _new_documents(article, docs)
+            grown = size + _estimated_bytes(article, new, root_bytes)
         group.append(article)
-        docs |= new_docs
+        docs |= new
+        size = grown
     if group:
         groups.append(group)
     return groups
+
+
+def _new_documents(article: Article, docs: set[str]) -> set[str]:
+    return {article.pub_id, *article.entity_docs()} - docs
+
+
+def _estimated_bytes(article: Article, new_docs: set[str], root_bytes: int) -> int:
+    """An upper bound of the bytes the writes of `article` add to a commit request:
+    its marker, and the publication and entity documents not in the commit yet."""
+    extraction = article.extraction
+    size = root_bytes + len(marker_path(article.marker_id)) + _utf8(extraction.publication)
+    if article.pub_id in new_docs:
+        size += root_bytes + len(publication_path(article.pub_id)) + _utf8(extraction.publication)
+    for key_id, entity in zip(article.entity_ids, extraction.entities, strict=True):
+        if f"{article.pub_id}/{key_id}" in new_docs:
+            size += root_bytes + len(entity_path(article.pub_id, key_id)) + _utf8(entity.text)
+            size += len(entity.label) + WRITE_OVERHEAD_BYTES
+    return size + 2 * WRITE_OVERHEAD_BYTES
+
+
+def _utf8(text: str) -> int:
+    return len(text.encode())
 
 
 @dataclass(slots=True)

@@ -15,7 +15,9 @@ the commit that created the document stays, whatever the order of later writes. 
 process remembers which entity documents exist in a bounded LRU set.
 
 Transient errors (UNAVAILABLE, ABORTED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) are retried
-with tenacity: exponential backoff with jitter for at most `retry_seconds`, then raised.
+with tenacity: exponential backoff with jitter for at most `retry_seconds`, then raised. The
+saver sets none (0 s): it backs off the contended publication alone and commits the others
+meanwhile (services/saver/schedule.py), which a sleep in here would block.
 Retrying a commit is safe even when the failed attempt was in fact applied (a deadline can
 expire after the server committed): its markers then exist, and each marker carries a random
 `commit` token of the attempt, so the retry recognises its own markers and still reports
@@ -55,7 +57,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 
 from common.messages import Extraction
 from store.firestore.ids import entity_path, marker_path, publication_path
-from store.firestore.plan import MAX_WRITES, Article, articles_of, coalesce, plan_commits
+from store.firestore.plan import Article, CommitLimits, articles_of, coalesce, plan_commits
 from store.firestore.reader import existing_documents
 
 log = logging.getLogger("store.firestore")
@@ -74,7 +76,7 @@ CONFLICT_ERRORS: tuple[type[Exception], ...] = (
     api_exceptions.NotFound,
     api_exceptions.FailedPrecondition,
 )
-RETRY_SECONDS = 30.0
+RETRY_SECONDS = 0.0
 FIRST_RETRY_DELAY = 0.1
 MAX_RETRY_DELAY = 5.0
 # Every round of conflicts learns the state of every document it read, so more rounds only
@@ -139,7 +141,7 @@ class Writer:
         self,
         client: firestore.Client,
         *,
-        max_writes: int = MAX_WRITES,
+        limits: CommitLimits | None = None,
         retry_seconds: float = RETRY_SECONDS,
         rpc_timeout: float = RPC_TIMEOUT,
         known_entities: int = KNOWN_ENTITIES,
@@ -151,7 +153,7 @@ class Writer:
         # "projects/P/databases/D" and the prefix of every document name in a Write.
         self._database: str = client._database_string
         self._documents_root = f"{self._database}/documents/"
-        self._max_writes = max_writes
+        self._limits = limits or CommitLimits()
         self._retry_seconds = retry_seconds
         # Injectable so a test can run the retry schedule without waiting for it (tenacity
         # reads time.monotonic itself, hence the deadline checked in `_retrying`).
@@ -164,7 +166,8 @@ class Writer:
 
     def commit(self, extractions: Sequence[Extraction]) -> list[str]:
         counted: list[str] = []
-        for group in plan_commits(articles_of(extractions), self._max_writes):
+        groups = plan_commits(articles_of(extractions), self._limits, len(self._documents_root))
+        for group in groups:
             counted += self._commit_group(group)
         return counted
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
@@ -11,9 +12,35 @@ import zmq
 
 from common.config import load_settings
 from common.lifecycle import StopFlag
-from common.messages import Ack, Entity, Extraction, decode, encode, entity_key
-from services.saver.__main__ import _commit, run
+from common.messages import (
+    SAVER_READY,
+    Ack,
+    Entity,
+    Extraction,
+    decode,
+    encode,
+    entity_key,
+    route_key,
+)
+from common.sockets import MeshSockets
+from services.saver.__main__ import Saver, run
+from services.saver.schedule import CommitSchedule
 from store.sqlite import SqliteStore
+
+PARIS = Entity(entity_key("Paris", "GPE"), "Paris", "GPE", 1)
+
+
+def wait_for_saver(inlet: zmq.Socket) -> bytes:
+    """The routing id of the first saver that says it is ready."""
+    assert inlet.poll(10_000), "the saver never said it was ready"
+    saver, message = inlet.recv_multipart()
+    assert message == SAVER_READY
+    return saver
+
+
+def send(inlet: zmq.Socket, saver: bytes, result: Extraction | bytes) -> None:
+    body = result if isinstance(result, bytes) else encode(result)
+    inlet.send_multipart([saver, route_key("Pub"), body])
 
 
 def test_saver_commits_then_acknowledges_each_ledger(tmp_path: Path):
@@ -29,7 +56,7 @@ def test_saver_commits_then_acknowledges_each_ledger(tmp_path: Path):
     )
     context = zmq.Context()
     run_dir.mkdir(mode=0o700)
-    inlet = context.socket(zmq.PUSH)
+    inlet = context.socket(zmq.ROUTER)
     inlet.bind(results_out)
     acks = []
     for endpoint in ledgers.values():
@@ -40,13 +67,14 @@ def test_saver_commits_then_acknowledges_each_ledger(tmp_path: Path):
     saver = threading.Thread(target=run, args=(settings, stop))
     saver.start()
     try:
-        paris = Entity(entity_key("Paris", "GPE"), "Paris", "GPE", 1)
+        saver_id = wait_for_saver(inlet)
         names = list(ledgers)
         for i in range(6):
-            inlet.send(encode(Extraction(f"a{i}", "Pub", [paris], names[i % 2], 100 + i)))
-        inlet.send(encode(Extraction("a0", "Pub", [paris], "front1", 999)))  # re-delivery
-        inlet.send(b"not a message")  # dropped, and the saver carries on
-        inlet.send(encode(Extraction("a9", "Pub", [paris], "nowhere", 9)))  # unknown ledger
+            send(inlet, saver_id, Extraction(f"a{i}", "Pub", [PARIS], names[i % 2], 100 + i))
+        send(inlet, saver_id, Extraction("a0", "Pub", [PARIS], "front1", 999))  # re-delivery
+        send(inlet, saver_id, b"not a message")  # dropped, and the saver carries on
+        inlet.send_multipart([saver_id, b"one frame only"])  # dropped too
+        send(inlet, saver_id, Extraction("a9", "Pub", [PARIS], "nowhere", 9))  # unknown ledger
         got: list[set[tuple[str, int]]] = [set(), set()]
         want = [
             {("a0", 100), ("a2", 102), ("a4", 104), ("a0", 999)},
@@ -61,6 +89,13 @@ def test_saver_commits_then_acknowledges_each_ledger(tmp_path: Path):
                     got[n].update((a.id, a.token) for a in message.articles)
         assert got == want
         assert saver.is_alive()
+        # It keeps saying it is there, about once a second.
+        heard = 0
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            if inlet.poll(100) and inlet.recv_multipart() == [saver_id, SAVER_READY]:
+                heard += 1
+        assert 2 <= heard <= 5
     finally:
         stop.set()
         saver.join(timeout=10)
@@ -72,63 +107,75 @@ def test_saver_commits_then_acknowledges_each_ledger(tmp_path: Path):
     assert store.publications()[0].articles == 7
 
 
-class FlakyStore(SqliteStore):
-    """A real SQLite store whose first `failures` commits raise, as a store outage does
-    (injected: an outage of a given length cannot be produced on demand in a unit test;
-    tests/e2e/test_faults.py locks the real store file instead)."""
+class ContendedStore(SqliteStore):
+    """A real SQLite store that refuses commits touching one publication for a while, as
+    Firestore answers ABORTED on a contended document (injected: SQLite has no per-document
+    contention; tests/e2e/test_firestore_savers.py injects ABORTED at the RPC layer of
+    the real Firestore emulator)."""
 
-    def __init__(self, path: Path, failures: int) -> None:
+    def __init__(self, path: Path, hot: str, until: float) -> None:
         super().__init__(path)
-        self.failures = failures
-        self.attempts = 0
+        self.hot, self.until = hot, until
+        self.commits: list[tuple[float, str]] = []
 
     def commit(self, batch):
-        self.attempts += 1
-        if self.attempts <= self.failures:
-            raise sqlite3.OperationalError("database is locked")
+        publications = {e.publication for e in batch}
+        if self.hot in publications and time.monotonic() < self.until:
+            raise sqlite3.OperationalError("too much contention (injected)")
+        self.commits.extend((time.monotonic(), p) for p in publications)
         return super().commit(batch)
 
 
-def test_commit_retries_until_the_store_answers(tmp_path: Path):
-    store = FlakyStore(tmp_path / "store.sqlite3", failures=3)
-    batch = [Extraction("a1", "Pub", [Entity("k", "Paris", "GPE", 2)], "local", 1)]
-    assert _commit(store, batch, StopFlag()).counted == ["a1"]
-    assert store.attempts == 4
-    assert store.top_entities("Pub").entities[0].count == 2
-
-
-def test_commit_gives_up_when_stopped(tmp_path: Path):
-    store = FlakyStore(tmp_path / "store.sqlite3", failures=10**6)
+def test_a_contended_publication_backs_off_while_the_others_commit(tmp_path: Path):
+    settings = load_settings({}, data_dir=str(tmp_path))
+    context = zmq.Context()
+    (tmp_path / "run").mkdir(mode=0o700)
+    inlet = context.socket(zmq.ROUTER)
+    inlet.bind(settings.results_out_endpoint)
+    sockets = MeshSockets(settings, context)
+    stores: list[ContendedStore] = []
     stop = StopFlag()
-    stop.set()
-    batch = [Extraction("a1", "Pub", [], "local", 1)]
-    assert _commit(store, batch, stop) is None
-    assert store.attempts == 1
-    assert store.publications() == []
 
+    def run_saver() -> None:
+        # SQLite connections belong to the thread that opened them.
+        store = ContendedStore(tmp_path / "store.sqlite3", "Hot", time.monotonic() + 2.0)
+        stores.append(store)
+        saver = Saver(settings, store, sockets)
+        # Firestore's schedule: per publication, at most one commit a second each.
+        saver.schedule = CommitSchedule(
+            per_publication=True, min_interval=1.0, gather_seconds=0.05, max_articles=100
+        )
+        saver.run(stop)
 
-class PoisonStore(SqliteStore):
-    """A real SQLite store that refuses one article's values for good, as a store refuses an
-    out-of-range value or an oversized document (injected: once the wire validates counts and
-    sizes, no real article reaches such an error on SQLite; say so, as it is a stand-in)."""
-
-    def __init__(self, path: Path, poison_id: str) -> None:
-        super().__init__(path)
-        self.poison_id = poison_id
-
-    def commit(self, batch):
-        if any(extraction.id == self.poison_id for extraction in batch):
-            raise OverflowError("Python int too large to convert to SQLite INTEGER")
-        return super().commit(batch)
-
-
-def test_poison_is_set_aside_and_the_rest_of_the_batch_commits(tmp_path: Path):
-    store = PoisonStore(tmp_path / "store.sqlite3", poison_id="bad")
-    paris = [Entity(entity_key("Paris", "GPE"), "Paris", "GPE", 1)]
-    batch = [Extraction(ident, "Pub", paris, "local", 1) for ident in ("a1", "bad", "a2")]
-    outcome = _commit(store, batch, StopFlag())
-    assert [e.id for e in outcome.committed] == ["a1", "a2"]
-    assert sorted(outcome.counted) == ["a1", "a2"]
-    ((refused, error),) = outcome.poison
-    assert refused.id == "bad" and error.startswith("OverflowError")
-    assert store.counted(["a1", "bad", "a2"]) == {"a1", "a2"}
+    thread = threading.Thread(target=run_saver)
+    thread.start()
+    try:
+        saver_id = wait_for_saver(inlet)
+        started = time.monotonic()
+        for i in range(40):
+            for publication in ("Hot", "Calm"):
+                body = encode(Extraction(f"{publication}{i}", publication, [PARIS], "local", 1))
+                inlet.send_multipart([saver_id, route_key(publication), body])
+            time.sleep(0.1)
+        deadline = time.monotonic() + 15
+        reader = SqliteStore(tmp_path / "store.sqlite3")
+        every = {f"{publication}{i}" for publication in ("Hot", "Calm") for i in range(40)}
+        while reader.counted(list(every)) != every:
+            assert time.monotonic() < deadline, "not everything committed"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        sockets.close()
+        inlet.close(linger=0)
+        context.term()
+    calm = [t - started for t, p in stores[0].commits if p == "Calm"]
+    hot = [t - started for t, p in stores[0].commits if p == "Hot"]
+    # Calm went on committing during Hot's contention (the first 2 s), about once a second.
+    assert sum(t < 2.0 for t in calm) >= 2
+    assert hot and min(hot) >= 2.0
+    for times in (calm, hot):
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert min(gaps) >= 1.0  # paced: never two commits of a publication within 1 s
+    assert reader.top_entities("Hot").entities[0].count == 40
+    assert reader.top_entities("Calm").entities[0].count == 40

@@ -103,7 +103,7 @@ def test_a_transient_error_is_retried(make_store, monkeypatch):
     commits to the real emulator.
     """
     clock = FakeClock()
-    store = make_store(sleep=clock.sleep, clock=clock)
+    store = make_store(sleep=clock.sleep, clock=clock, retry_seconds=30.0)
     inject(monkeypatch, store, [api_exceptions.ServiceUnavailable("injected")])
     assert store.commit([extraction("a1", "Pub", entity("Qantas"))]) == ["a1"]
     assert len(clock.sleeps) == 1 and 0.05 <= clock.sleeps[0] <= 0.15
@@ -117,7 +117,7 @@ def test_a_commit_applied_before_its_error_is_not_applied_twice(make_store, monk
     articles as counted by this call without adding their counts again.
     """
     clock = FakeClock()
-    store = make_store(sleep=clock.sleep, clock=clock)
+    store = make_store(sleep=clock.sleep, clock=clock, retry_seconds=30.0)
     inject(monkeypatch, store, [api_exceptions.DeadlineExceeded("injected")], after_sending=True)
     batch = [extraction("a1", "Pub", entity("Qantas")), extraction("a2", "Pub", entity("X"))]
     assert store.commit(batch) == ["a1", "a2"]
@@ -144,7 +144,7 @@ def test_transient_errors_are_retried_for_a_bounded_time_then_raised(make_store,
 def test_a_permanent_error_is_not_retried(make_store, monkeypatch):
     """PERMISSION_DENIED (injected) is raised at once: waiting cannot fix it."""
     clock = FakeClock()
-    store = make_store(sleep=clock.sleep, clock=clock)
+    store = make_store(sleep=clock.sleep, clock=clock, retry_seconds=30.0)
     inject(monkeypatch, store, [api_exceptions.PermissionDenied("no")])
     with pytest.raises(api_exceptions.PermissionDenied):
         store.commit([extraction("a1", "Pub", entity("Qantas"))])
@@ -171,3 +171,18 @@ def test_a_precondition_failure_nothing_explains_is_raised_after_one_read(make_s
         store.commit([extraction("a1", "Pub", entity("Qantas"))])
     assert sends == [1]
     assert store.counted(["a1"]) == set()
+
+
+def test_by_default_a_transient_error_is_raised_at_once_for_the_saver_to_schedule(
+    make_store, monkeypatch
+):
+    """The saver backs off the contended publication alone and commits the others
+    meanwhile: the store must not sleep on ABORTED itself (injected, as above)."""
+    clock = FakeClock()
+    store = make_store(sleep=clock.sleep, clock=clock)
+    inject(monkeypatch, store, [api_exceptions.Aborted("Too much contention (injected)")])
+    with pytest.raises(api_exceptions.Aborted):
+        store.commit([extraction("a1", "Pub", entity("Qantas"))])
+    assert clock.sleeps == []
+    assert store.counted(["a1"]) == set()
+    assert store.commit([extraction("a1", "Pub", entity("Qantas"))]) == ["a1"]
