@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 import msgspec
+
+from common.topology import TopologyError, load_topology
 
 ENV_PREFIX = "INGEST_"
 
@@ -66,6 +69,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # ("ID=ENDPOINT" entries; unset: this host's ledger at ack_endpoint).
     ledger_id: str = "local"
     ledger_acks: list[str] = []
+
+    # Multi-host (common/topology.py, docs/architecture.md "Several hosts").
+    # The stages this host runs; empty: all six, as on a single host. frontend and ledger go
+    # together (they share this host's journal).
+    stages: list[str] = []
+    # "ID=ENDPOINT" for every ledger's dispatch endpoint: extractors connect to every one
+    # (unset: this host's ledger at dispatch_endpoint).
+    ledger_dispatch: list[str] = []
+    # Bind tcp:// endpoints on this address, with the endpoint's port (Kubernetes: the pod
+    # IP, while endpoints name Services, which ZeroMQ can connect to but not bind).
+    bind_address: str = ""
+    # A topology TOML and this host's name in it: when both are set, this host's stages,
+    # process counts, endpoints, ledger id and key name come from it (and only from it).
+    topology: str = ""
+    host: str = ""
 
     # Ledger: how many articles may be dispatched and unacknowledged at once, and how long
     # one may stay unacknowledged, once all dispatched before it are done, before it is sent
@@ -155,6 +173,29 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             return {self.ledger_id: self.ack_endpoint}
         pairs = (entry.partition("=") for entry in self.ledger_acks)
         return {ledger.strip(): endpoint.strip() for ledger, _, endpoint in pairs}
+
+    def ledger_dispatch_endpoints(self) -> dict[str, str]:
+        """Ledger id -> its dispatch endpoint, which extractors connect to."""
+        if not self.ledger_dispatch:
+            return {self.ledger_id: self.dispatch_endpoint}
+        pairs = (entry.partition("=") for entry in self.ledger_dispatch)
+        return {ledger.strip(): endpoint.strip() for ledger, _, endpoint in pairs}
+
+    def runs(self, stage: str) -> bool:
+        """Whether this host runs `stage` (every stage when `stages` is empty)."""
+        return not self.stages or stage in self.stages
+
+    @property
+    def in_fleet(self) -> bool:
+        """Whether this host runs only a share of the mesh (a topology, or `stages` as the
+        Kubernetes pods set them): the other hosts are known only through control."""
+        return bool(self.topology or self.stages)
+
+    @property
+    def host_name(self) -> str:
+        """This host's name in reports: the topology's, else the machine's (network
+        namespaces share the machine's hostname, so a fleet of them needs `host`)."""
+        return self.host or socket.gethostname()
 
     @property
     def metrics_path(self) -> Path:
@@ -267,10 +308,61 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from exc
+    settings = _with_topology(settings, explicit=set(raw))
+    _check_stages(settings)
     _check_firestore_limits(settings)
     # Every process must agree on the same files whatever its working directory.
     settings = msgspec.structs.replace(settings, data_dir=str(Path(settings.data_dir).resolve()))
     return _with_private_endpoints(settings)
+
+
+STAGE_NAMES = ("control", "frontend", "ledger", "extractor", "saver-inlet", "saver")
+
+
+def _with_topology(settings: Settings, explicit: set[str]) -> Settings:
+    """This host's share of the topology, when `topology` and `host` are set.
+
+    The topology is the one source of truth for what it derives: a value set otherwise for
+    one of those fields is accepted only if it is the same (e.g. exported by `ingest env`
+    or Circus from these very settings), and is a ConfigError naming the field if not.
+    """
+    if not settings.topology and not settings.host:
+        return settings
+    if not settings.topology:
+        # A bare `host` only names this host in reports (namespace hosts share a hostname).
+        return settings
+    if not settings.host:
+        raise ConfigError(f"topology={settings.topology!r} needs host: this host's name in it")
+    # Every process reads the same file whatever its working directory.
+    settings = msgspec.structs.replace(settings, topology=str(Path(settings.topology).resolve()))
+    try:
+        derived = load_topology(settings.topology).host_settings(settings.host)
+    except TopologyError as exc:
+        raise ConfigError(str(exc)) from exc
+    try:
+        wanted = msgspec.convert(derived, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"topology {settings.topology}: {exc}") from exc
+    for field in derived:
+        if field in explicit and getattr(settings, field) != getattr(wanted, field):
+            raise ConfigError(
+                f"{field}={getattr(settings, field)!r} conflicts with the topology "
+                f"{settings.topology} (host {settings.host!r}: {getattr(wanted, field)!r}): "
+                "leave it unset, the topology is the one source of truth"
+            )
+    return msgspec.structs.replace(settings, **{f: getattr(wanted, f) for f in derived})
+
+
+def _check_stages(settings: Settings) -> None:
+    unknown = [stage for stage in settings.stages if stage not in STAGE_NAMES]
+    if unknown:
+        raise ConfigError(
+            f"stages: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(STAGE_NAMES)}"
+        )
+    if settings.stages and ("frontend" in settings.stages) != ("ledger" in settings.stages):
+        raise ConfigError(
+            "stages: frontend and ledger go together (they share this host's journal)"
+        )
 
 
 # Unset endpoints: ipc sockets of these names in the private run folder.

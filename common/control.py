@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -53,11 +52,20 @@ class Report(msgspec.Struct, frozen=True, tag="report.v1"):
 
 
 class Command(msgspec.Struct, frozen=True, tag="command.v1"):
-    """stop-writes | resume | drain | status. `wait` bounds how long to wait for the
-    frontends to confirm a new state."""
+    """stop-writes | resume | drain | status | down. `wait` bounds how long to wait for
+    the frontends to confirm a new state (down: for every other host to stop)."""
 
-    name: Literal["stop-writes", "resume", "drain", "status"]
+    name: Literal["stop-writes", "resume", "drain", "status", "down"]
     wait: float = 5.0
+
+
+class Halt(msgspec.Struct, frozen=True, tag="halt.v1"):
+    """`ingest down` on a fleet: every process hearing it, except on host `spare` (the
+    control server's, which stops last), stops its own host's circusd. Never stored: a
+    control server that restarts has forgotten it, so a fleet started again is not halted."""
+
+    seq: int
+    spare: str
 
 
 class Reply(msgspec.Struct, frozen=True, tag="reply.v1"):
@@ -67,7 +75,7 @@ class Reply(msgspec.Struct, frozen=True, tag="reply.v1"):
     reports: list[Report] = []
 
 
-ControlMessage = State | Report | Command | Reply
+ControlMessage = State | Report | Command | Reply | Halt
 _codec: Codec[ControlMessage] = Codec(ControlMessage)
 encode = _codec.encode
 decode = _codec.decode
@@ -108,6 +116,7 @@ class ControlLink:
         self.state: State | None = None
         self.heard_at = float("-inf")
         self.confirmed_seq = -1
+        self.halted_seq = -1  # the Halt this process acted on (reported as "halted")
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"control-{stage}", daemon=True)
 
@@ -148,10 +157,11 @@ class ControlLink:
         next_report = 0.0
         try:
             while not self._stopping.is_set():
+                halted = self.halted_seq
                 if states.poll(100):
                     self._receive(states)
-                if self._confirm():
-                    next_report = 0.0  # confirm a new state at once
+                if self._confirm() or self.halted_seq != halted:
+                    next_report = 0.0  # confirm a new state (or a halt) at once
                 if self._now() >= next_report:
                     next_report = self._now() + REPORT_SECONDS
                     self._report(reports)
@@ -180,11 +190,21 @@ class ControlLink:
             except zmq.Again:
                 return
             message = decode_or_drop(frame, log, "control state")
-            if isinstance(message, State):
+            if isinstance(message, Halt):
+                self._halt(message)
+            elif isinstance(message, State):
                 if self.state is None or message.seq != self.state.seq:
                     log.info("pipeline state", extra={"state": message.name, "seq": message.seq})
                 self.state = message
                 self.heard_at = self._now()
+
+    def _halt(self, halt: Halt) -> None:
+        """Stop this host's circusd (once per Halt), unless this is the control's host."""
+        if halt.spare == self._settings.host_name or self.halted_seq >= halt.seq:
+            return
+        log.info("halt: stopping this host's circusd", extra={"seq": halt.seq})
+        if quit_circus(self._settings):
+            self.halted_seq = halt.seq
 
     def _report(self, reports: zmq.Socket) -> None:
         seq = self.confirmed_seq
@@ -193,10 +213,28 @@ class ControlLink:
         except Exception:  # a counter bug must not silence the heartbeat
             log.exception("counters failed")
             counters = {}
-        report = Report(self._stage, os.getpid(), socket.gethostname(), seq, counters)
+        if self.halted_seq >= 0:
+            counters = {**counters, "halted": self.halted_seq}
+        report = Report(self._stage, os.getpid(), self._settings.host_name, seq, counters)
         # If the control server is away, the next heartbeat will do.
         with contextlib.suppress(zmq.Again):
             reports.send(encode(report), zmq.NOBLOCK)
+
+
+def quit_circus(settings: Settings, *, timeout: float = 5.0) -> bool:
+    """Ask this host's circusd to stop every watcher gracefully and exit, without waiting
+    (the caller is one of its processes). True if circusd took the order."""
+    from circus.client import CircusClient  # only the halting process needs it
+
+    client = CircusClient(endpoint=settings.circus_endpoint, timeout=timeout)
+    try:
+        answer = client.call({"command": "quit", "properties": {"waiting": False}})
+    except Exception:  # CallError: no circusd here (a process run by hand)
+        log.warning("no circusd answered the halt", extra={"endpoint": settings.circus_endpoint})
+        return False
+    finally:
+        client.stop()
+    return answer.get("status") == "ok"
 
 
 class ControlUnavailable(RuntimeError):
@@ -241,6 +279,10 @@ class MeshSummary(msgspec.Struct, frozen=True):
     extracted: int  # since each process started
     committed: int
     acknowledged_per_second: float
+    # A fleet at a glance: live processes per stage on each host (reports name the host by
+    # its `host` setting), and each ledger's backlog by its host.
+    hosts: dict[str, dict[str, int]] = {}
+    ledger_backlogs: dict[str, int] = {}
 
 
 def summarize(reply: Reply) -> MeshSummary:
@@ -248,9 +290,16 @@ def summarize(reply: Reply) -> MeshSummary:
         return sum(r.counters.get(counter, 0) for r in reply.reports if r.stage == stage)
 
     processes: dict[str, int] = {}
+    hosts: dict[str, dict[str, int]] = {}
     for report in reply.reports:
         processes[report.stage] = processes.get(report.stage, 0) + 1
+        stages = hosts.setdefault(report.host, {})
+        stages[report.stage] = stages.get(report.stage, 0) + 1
     ledgers = [r for r in reply.reports if r.stage == "ledger"]
+    ledger_backlogs: dict[str, int] = {}
+    for ledger in ledgers:
+        backlog = int(ledger.counters.get("backlog", 0))
+        ledger_backlogs[ledger.host] = ledger_backlogs.get(ledger.host, 0) + backlog
     return MeshSummary(
         state=reply.state.name,
         seq=reply.state.seq,
@@ -264,4 +313,6 @@ def summarize(reply: Reply) -> MeshSummary:
         extracted=int(total("extractor", "extracted")),
         committed=int(total("saver", "committed")),
         acknowledged_per_second=total("ledger", "ack_rate"),
+        hosts={host: dict(sorted(stages.items())) for host, stages in sorted(hosts.items())},
+        ledger_backlogs=dict(sorted(ledger_backlogs.items())),
     )

@@ -73,6 +73,17 @@ def free_tcp_port() -> int:
     raise RuntimeError(f"no free TCP port in {FREE_PORT_RANGE}")
 
 
+def bind_endpoint(endpoint: str, bind_address: str) -> str:
+    """The address a process binds for the tcp `endpoint` it owns: `bind_address` with the
+    endpoint's port when set (a Kubernetes pod binds its own IP while the endpoint names
+    its Service, which ZeroMQ can connect to but not bind), else the endpoint itself."""
+    if not bind_address or not is_tcp(endpoint):
+        return endpoint
+    port = endpoint.rpartition(":")[2]
+    host = f"[{bind_address}]" if ":" in bind_address else bind_address
+    return f"tcp://{host}:{port}"
+
+
 class MeshSockets:
     """One process's ZeroMQ context, and every socket of it opened the mesh's way.
 
@@ -96,6 +107,7 @@ class MeshSockets:
         socket = self._socket(kind, hwm, max_bytes)
         if is_tcp(endpoint):
             self._security.server(socket)
+            endpoint = bind_endpoint(endpoint, self._settings.bind_address)
         elif endpoint.startswith("ipc://"):
             ensure_private_dir(Path(endpoint[len("ipc://") :]).parent)
         socket.bind(endpoint)
@@ -108,6 +120,23 @@ class MeshSockets:
         if is_tcp(endpoint):
             self._security.client(socket)
         socket.connect(endpoint)
+        return socket
+
+    def connect_all(
+        self,
+        kind: int,
+        endpoints: list[str],
+        *,
+        hwm: int | None = None,
+        max_bytes: int | None = None,
+    ) -> zmq.Socket:
+        """One socket connected to every endpoint (e.g. an extractor's PULL to every
+        ledger); CURVE client if any is tcp://, which on a fleet they all are."""
+        socket = self._socket(kind, hwm, max_bytes)
+        if any(is_tcp(endpoint) for endpoint in endpoints):
+            self._security.client(socket)
+        for endpoint in endpoints:
+            socket.connect(endpoint)
         return socket
 
     def close(self) -> None:

@@ -28,12 +28,14 @@ from common.control import (
     CONTROL_BYTES,
     REPORT_SECONDS,
     Command,
+    Halt,
     Reply,
     Report,
     State,
     StateName,
     decode_or_drop,
     encode,
+    quit_circus,
 )
 from common.lifecycle import StopFlag, configure_logging
 from common.sockets import MeshSockets
@@ -110,6 +112,22 @@ class Pending(msgspec.Struct):
     deadline: float
 
 
+class Halting(msgspec.Struct):
+    """A `down` waiting for every other host to stop (docs/architecture.md, "Several
+    hosts"): each of `hosts` must say it heard the Halt (a report with "halted"), then fall
+    silent. A host that only falls silent (a cut link) is not taken as stopped."""
+
+    identity: bytes
+    halt: Halt
+    hosts: set[str]
+    deadline: float
+    confirmed: set[str] = msgspec.field(default_factory=set)
+
+    def missing(self, live: list[Report]) -> list[str]:
+        still = {r.host for r in live}
+        return sorted(h for h in self.hosts if h not in self.confirmed or h in still)
+
+
 def run(settings: Settings, stop: StopFlag) -> None:
     sockets = MeshSockets(settings)
     states = sockets.bind(zmq.XPUB, settings.control_state_endpoint, max_bytes=CONTROL_BYTES)
@@ -122,6 +140,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
     for socket in (states, reports, commands):
         poller.register(socket, zmq.POLLIN)
     pending: list[Pending] = []
+    halting: list[Halting] = []
     next_broadcast = 0.0
     log.info("control up", extra={"state": pipeline.state.name, "seq": pipeline.state.seq})
     try:
@@ -139,6 +158,9 @@ def run(settings: Settings, stop: StopFlag) -> None:
                 message = decode_or_drop(reports.recv(), log, "control reports")
                 if isinstance(message, Report):
                     pipeline.record(message)
+                    for down in halting:
+                        if message.counters.get("halted", -1) >= down.halt.seq:
+                            down.confirmed.add(message.host)
 
             # Commands from the CLI: [identity, empty, command] from a REQ socket; any other
             # shape is dropped, never answered (a ROUTER cannot answer a malformed peer).
@@ -148,9 +170,12 @@ def run(settings: Settings, stop: StopFlag) -> None:
                     log.warning("dropped a malformed command", extra={"frames": len(frames)})
                     continue
                 identity, _, frame = frames
-                answer = _handle(
-                    pipeline, decode_or_drop(frame, log, "control commands"), identity, pending
-                )
+                command = decode_or_drop(frame, log, "control commands")
+                if isinstance(command, Command) and command.name == "down":
+                    halting.append(_halt(settings, pipeline, identity, command.wait))
+                    next_broadcast = 0.0
+                    continue
+                answer = _handle(pipeline, command, identity, pending)
                 if answer is not None:
                     commands.send_multipart([identity, b"", encode(answer)])
                     continue
@@ -171,12 +196,56 @@ def run(settings: Settings, stop: StopFlag) -> None:
                 reply = Reply(not missing, pipeline.state, detail, pipeline.live())
                 commands.send_multipart([wait.identity, b"", encode(reply)])
 
+            # A fleet's `down`: answered once every other host stopped, then this host.
+            for down in list(halting):
+                missing = down.missing(pipeline.live())
+                if missing and time.monotonic() < down.deadline:
+                    continue
+                halting.remove(down)
+                if missing:
+                    detail = "these hosts did not confirm they stopped: " + ", ".join(missing)
+                    reply = Reply(False, pipeline.state, detail, pipeline.live())
+                    commands.send_multipart([down.identity, b"", encode(reply)])
+                    continue
+                _stop_own_watchers(settings)
+                detail = "stopped: " + ", ".join([*sorted(down.hosts), settings.host_name])
+                reply = Reply(True, pipeline.state, detail, [])
+                commands.send_multipart([down.identity, b"", encode(reply)])
+                quit_circus(settings)  # this host last: circusd stops this process too
+
             if time.monotonic() >= next_broadcast:
                 next_broadcast = time.monotonic() + REPORT_SECONDS
                 states.send(encode(pipeline.state))
+                for down in halting:
+                    states.send(encode(down.halt))
     finally:
         sockets.close()
         log.info("control stopped")
+
+
+def _halt(settings: Settings, pipeline: Pipeline, identity: bytes, wait: float) -> Halting:
+    """Start a fleet's `down`: every host heard from, but this one, is told to stop."""
+    others = {r.host for r in pipeline.live()} - {settings.host_name}
+    halt = Halt(pipeline.state.seq, spare=settings.host_name)
+    log.info("halting the fleet", extra={"hosts": sorted(others), "seq": halt.seq})
+    return Halting(identity, halt, others, time.monotonic() + wait)
+
+
+def _stop_own_watchers(settings: Settings, timeout: float = 90.0) -> None:
+    """Stop every other watcher of this host's circusd, waiting for each (so `down`
+    answers only once they are gone); circusd's quit then stops this process."""
+    from circus.client import CircusClient  # only `down` needs it
+
+    client = CircusClient(endpoint=settings.circus_endpoint, timeout=timeout)
+    try:
+        watchers = client.call({"command": "list", "properties": {}}).get("watchers", [])
+        for name in watchers:
+            if name != "control":
+                client.call({"command": "stop", "properties": {"name": name, "waiting": True}})
+    except Exception:  # CallError: not under Circus (run by hand)
+        log.warning("could not stop this host's watchers", exc_info=True)
+    finally:
+        client.stop()
 
 
 def _handle(

@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
+import subprocess
 import sys
 import time
 
 import msgspec
 
 from common.config import ConfigError, Settings, load_settings
-from common.control import summarize
+from common.control import MeshSummary, summarize
 from common.security import SecurityError
 from common.store import UnknownPublication
 from loader import cli as load_tool
@@ -34,12 +36,33 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     settings = msgspec.structs.replace(settings, **sizes)
     mesh.prepare(settings)
     process = mesh.start(settings, daemon=not args.foreground)
-    mesh.wait_until_serving(settings, timeout=args.timeout)
-    if settings.run_firestore_emulator:
-        mesh.wait_for_emulator(settings, timeout=args.timeout)
-    # The pipeline state survives restarts (a stopped mesh stays stopped); `up` means
-    # "accept writes".
-    mesh.set_state(settings, "resume")
+    if process is not None:
+        _forward_stop_signals(process)
+    try:
+        if settings.runs("frontend"):
+            mesh.wait_until_serving(settings, timeout=args.timeout)
+        else:
+            # A fleet's worker or store host serves no HTTP: its watchers are its proof.
+            mesh.wait_for_watchers(settings, timeout=args.timeout)
+        if settings.run_firestore_emulator:
+            mesh.wait_for_emulator(settings, timeout=args.timeout)
+        if settings.runs("frontend") and not args.keep_state:
+            # The pipeline state survives restarts (a stopped mesh stays stopped); `up`
+            # means "accept writes" where writes are taken. A host without a frontend
+            # leaves the fleet's state alone (it may join a fleet that is draining), and
+            # so does a pod Kubernetes restarts on its own (--keep-state): it must not
+            # undo an operator's stop-writes or drain.
+            mesh.set_state(settings, "resume")
+    except BaseException:
+        if process is not None:
+            # In the foreground this command owns circusd: never leave it orphaned.
+            process.terminate()
+            process.wait(timeout=120)
+        raise
+    if not settings.runs("frontend"):
+        stages = ", ".join(f"{s} x{n}" for s, n in mesh.process_plan(settings).items() if n)
+        print(f"Host {settings.host_name} is up: {stages} (data: {settings.data_dir})")
+        return process.wait() if process is not None else 0
     url = mesh.base_url(settings)
     print(f"The mesh is up: {url} (store: {settings.store}, data: {settings.data_dir})")
     # Never the key itself: this output ends up in terminals' scrollback, CI logs, tickets.
@@ -57,6 +80,19 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     if process is not None:
         return process.wait()
     return 0
+
+
+def _forward_stop_signals(circusd: subprocess.Popen) -> None:
+    """In the foreground (a container's main process), SIGTERM and SIGINT go to circusd,
+    which stops every process gracefully (frontends finish their requests, extractors their
+    batch, savers their commit); this command then returns when circusd has exited."""
+
+    def forward(signum: int, _frame: object) -> None:
+        if circusd.poll() is None:
+            circusd.send_signal(signal.SIGTERM)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
 
 
 def _key_source(settings: Settings) -> tuple[str, str]:
@@ -77,7 +113,14 @@ def _key_source(settings: Settings) -> tuple[str, str]:
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     stopped = mesh.set_state(settings, "stop-writes").state
     left = mesh.drain(settings, stopped.seq, timeout=args.timeout, progress=_progress)
-    mesh.stop(settings)
+    if settings.in_fleet:
+        # A fleet: each host's circusd is local (ipc only), so control tells every host to
+        # stop its own, and answers once all did (docs/architecture.md, "Several hosts").
+        letters = summarize(mesh.control(settings, "status")).dead_letters
+        print(mesh.halt_fleet(settings, timeout=args.halt_timeout))
+    else:
+        mesh.stop(settings)
+        letters = None
     if left:
         print(
             f"ingest: drain timed out: {_left(left)}; the mesh is stopped anyway and the "
@@ -85,7 +128,8 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    letters = _dead_letter_count(settings)
+    if letters is None:
+        letters = _dead_letter_count(settings)
     if letters:
         print(
             f"Drained and stopped, but {letters} dead letter(s) were never counted: see "
@@ -120,17 +164,13 @@ def cmd_drain(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    processes = mesh.process_counts(settings)
     summary = summarize(mesh.control(settings, "status"))
     print(f"pipeline: {summary.state} (seq {summary.seq})")
-    print("processes:")
-    for stage, count in processes.items():
-        # Circus's count; a frontend process is one gunicorn with one worker, so it is the
-        # count GET /status and circusctl give too. Reports lag a start or a stop by a few
-        # seconds: say so when they differ rather than print two truths as one.
-        reporting = summary.processes.get(stage)
-        detail = f" ({reporting} reporting)" if reporting not in (None, count) else ""
-        print(f"  {stage:<12} {count}{detail}")
+    if settings.in_fleet:
+        # A fleet: this host's Circus knows only this host; every host reports to control.
+        _print_fleet(summary)
+    else:
+        _print_processes(mesh.process_counts(settings), summary)
     if "ledger" in summary.processes:
         print(
             f"journal: {summary.backlog} unacknowledged, oldest "
@@ -152,6 +192,27 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     total = sum(p.articles for p in publications)
     print(f"store ({settings.store}): {total} articles in {len(publications)} publications")
     return 0
+
+
+def _print_processes(processes: dict[str, int], summary: MeshSummary) -> None:
+    print("processes:")
+    for stage, count in processes.items():
+        # Circus's count; a frontend process is one gunicorn with one worker, so it is the
+        # count GET /status and circusctl give too. Reports lag a start or a stop by a few
+        # seconds: say so when they differ rather than print two truths as one.
+        reporting = summary.processes.get(stage)
+        detail = f" ({reporting} reporting)" if reporting not in (None, count) else ""
+        print(f"  {stage:<12} {count}{detail}")
+
+
+def _print_fleet(summary: MeshSummary) -> None:
+    print("processes per host (reporting):")
+    for host, stages in summary.hosts.items():
+        print(f"  {host:<12} " + ", ".join(f"{stage} {n}" for stage, n in stages.items()))
+    if summary.ledger_backlogs:
+        print("backlog per ledger:")
+        for host, backlog in summary.ledger_backlogs.items():
+            print(f"  {host:<12} {backlog}")
 
 
 def cmd_scale(settings: Settings, args: argparse.Namespace) -> int:
@@ -258,6 +319,12 @@ def _progress(left: int, elapsed: float) -> None:
     print(f"draining: {_left(left)} after {elapsed:.0f}s", file=sys.stderr, flush=True)
 
 
+def _fleet_arguments(command: argparse.ArgumentParser) -> None:
+    # The same as INGEST_TOPOLOGY / INGEST_HOST (common/topology.py).
+    command.add_argument("--topology", help="a fleet's topology TOML (this host's share)")
+    command.add_argument("--host", help="this host's name in the topology")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="ingest", description=__doc__.splitlines()[0])
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -265,17 +332,28 @@ def parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start the mesh under Circus and accept writes")
     up.add_argument("--foreground", action="store_true", help="keep circusd in the foreground")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for HTTP")
+    up.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="leave the pipeline state as it is (default: resume writes); for hosts that "
+        "restart on their own, e.g. Kubernetes pods",
+    )
     for stage in ("web-workers", "extractors", "savers"):
         up.add_argument(f"--{stage}", type=_positive, help=f"{stage} at start (default: config)")
+    _fleet_arguments(up)
     up.set_defaults(run=cmd_up)
 
     down = commands.add_parser("down", help="stop writes, drain, then stop every process")
     down.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for drain")
+    down.add_argument(
+        "--halt-timeout", type=float, default=120.0, help="fleet: seconds for every host to stop"
+    )
+    _fleet_arguments(down)
     down.set_defaults(run=cmd_down)
 
-    commands.add_parser("status", help="processes, pipeline state, backlog, totals").set_defaults(
-        run=cmd_status
-    )
+    status = commands.add_parser("status", help="processes, pipeline state, backlog, totals")
+    _fleet_arguments(status)
+    status.set_defaults(run=cmd_status)
     scale = commands.add_parser("scale", help="set the number of processes of a stage")
     scale.add_argument("stage", help=f"one of {', '.join(mesh.SCALABLE)}")
     scale.add_argument("count", type=int)
@@ -318,7 +396,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        settings = load_settings()
+        fleet = {k: getattr(args, k) for k in ("topology", "host") if getattr(args, k, None)}
+        settings = load_settings(**fleet)
         return args.run(settings, args)
     except (ConfigError, SecurityError, mesh.MeshError) as exc:
         print(f"ingest: {exc}", file=sys.stderr)

@@ -38,12 +38,37 @@ def environ(settings: Settings) -> dict[str, str]:
     # prometheus-client reads this itself, at import: every process writes its samples
     # there and the frontend's /metrics aggregates them.
     env["PROMETHEUS_MULTIPROC_DIR"] = str(settings.metrics_path)
+    # How many processes of each stage circus.ini starts on this host: 0 for a stage this
+    # host does not run (a fleet's host runs only its share, `stages`).
+    for stage, count in process_plan(settings).items():
+        env[f"MESH_{stage.upper().replace('-', '_')}_PROCESSES"] = str(count)
+    # Where Circus binds the HTTP socket: this host's own address when bind_address says so
+    # (Kubernetes: http_host may name a Service); loopback and any port on a host without a
+    # frontend, since Circus binds every socket of circus.ini whatever runs.
+    if settings.runs("frontend"):
+        env["MESH_HTTP_BIND_HOST"] = settings.bind_address or settings.http_host
+        env["MESH_HTTP_BIND_PORT"] = str(settings.http_port)
+    else:
+        env["MESH_HTTP_BIND_HOST"], env["MESH_HTTP_BIND_PORT"] = "127.0.0.1", "0"
     env["MESH_FIRESTORE_EMULATOR"] = "true" if settings.run_firestore_emulator else "false"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     # Plain `circusctl` finds this mesh's circusd (its endpoint is an ipc socket in the run
     # folder, not the usual tcp://127.0.0.1:5555 every local user could reach).
     env["CIRCUSCTL_ENDPOINT"] = settings.circus_endpoint
     return env
+
+
+def process_plan(settings: Settings) -> dict[str, int]:
+    """Processes per stage at start on this host (0: the stage runs elsewhere)."""
+    sizes = {
+        "control": 1,
+        "frontend": settings.web_workers,
+        "ledger": 1,
+        "extractor": settings.extractors,
+        "saver-inlet": 1,
+        "saver": settings.savers,
+    }
+    return {stage: (count if settings.runs(stage) else 0) for stage, count in sizes.items()}
 
 
 def prepare(settings: Settings) -> str:
@@ -102,6 +127,27 @@ def wait_until_serving(settings: Settings, timeout: float = 120.0) -> None:
     raise MeshError(f"the frontend did not answer at {base_url(settings)} within {timeout:.0f}s")
 
 
+def wait_for_watchers(settings: Settings, timeout: float = 120.0) -> None:
+    """Wait until every stage this host runs has its processes (a host without a frontend
+    has no HTTP to wait for)."""
+    plan = {stage: n for stage, n in process_plan(settings).items() if n > 0}
+    deadline = time.monotonic() + timeout
+    missing = plan
+    while time.monotonic() < deadline:
+        try:
+            running = {s: len(circus(settings, "list", name=s)["pids"]) for s in plan}
+        except MeshError:
+            running = {}
+        missing = {s: n for s, n in plan.items() if running.get(s, 0) < n}
+        if not missing:
+            return
+        time.sleep(0.2)
+    raise MeshError(
+        f"these stages did not start within {timeout:.0f}s: "
+        + ", ".join(f"{s} (wanted {n})" for s, n in missing.items())
+    )
+
+
 def wait_for_emulator(settings: Settings, timeout: float = 120.0) -> None:
     """Wait until the Firestore emulator the mesh runs answers "Ok"."""
     url = f"http://{settings.firestore_emulator_host}/"
@@ -149,6 +195,19 @@ def process_counts(settings: Settings) -> dict[str, int]:
 def stop(settings: Settings, timeout: float = 90.0) -> None:
     """Stop every watcher (each finishes or hands back its work) and quit circusd."""
     circus(settings, "quit", timeout=timeout, waiting=True)
+
+
+def halt_fleet(settings: Settings, timeout: float = 120.0) -> str:
+    """Stop every host of a fleet: control tells each other host's processes to stop their
+    own circusd, waits until each confirmed and fell silent, stops its own host's watchers,
+    answers, then stops its own circusd. Returns what stopped; MeshError if a host did not
+    confirm within `timeout`."""
+    # The control host's own watchers stop after the others (savers finish their flush,
+    # up to their graceful timeout): room for that beyond `timeout`.
+    reply = control(settings, "down", wait=timeout, timeout=timeout + 120.0)
+    if not reply.ok:
+        raise MeshError(f"down: {reply.detail}")
+    return f"Hosts {reply.detail}"
 
 
 def set_state(settings: Settings, command: str, wait: float = 5.0) -> Reply:
@@ -216,12 +275,15 @@ def scale(settings: Settings, stage: str, count: int) -> tuple[int, int]:
     return before, circus(settings, "numprocesses", name=stage)["numprocesses"]
 
 
-def control(settings: Settings, name: str, wait: float = 5.0) -> Reply:
-    """Send one command to the control server and return its reply."""
+def control(
+    settings: Settings, name: str, wait: float = 5.0, timeout: float | None = None
+) -> Reply:
+    """Send one command to the control server and return its reply (within `timeout`,
+    default wait + 5 s)."""
     if nobody_listens(settings.control_command_endpoint):
         # Say so at once rather than wait out the command's timeout.
         raise MeshError(f"the mesh is not running (nothing at {settings.control_command_endpoint})")
     try:
-        return ask(settings, name, wait=wait)
+        return ask(settings, name, wait=wait, timeout=timeout)
     except ControlUnavailable as exc:
         raise MeshError(f"the mesh is not running ({exc})") from exc

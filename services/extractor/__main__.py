@@ -3,8 +3,8 @@
 Pattern: pipeline worker (ZeroMQ guide, "divide and conquer"). It binds nothing, so
 `circusctl incr extractor` adds a worker with no port or configuration change.
 
-    inbox    PULL  connect  settings.dispatch_endpoint    <- ledger
-    outbox   PUSH  connect  settings.results_in_endpoint  -> saver inlet
+    inbox    PULL  connect  settings.ledger_dispatch_endpoints  <- every ledger
+    outbox   PUSH  connect  settings.results_in_endpoint  -> saver inlet ([route key, result])
     replies  PUSH  connect  settings.ledger_ack_endpoints  -> ledgers (Failure, when NER raises)
 
 It runs at `extractor_nice` (10): NER yields the cores to the frontend, so POSTs stay fast
@@ -56,7 +56,9 @@ def run(settings: Settings, stop: StopFlag) -> None:
     extractor = EntityExtractor(nlp, settings.skip_labels, settings.max_piece_chars)
 
     sockets = MeshSockets(settings)
-    inbox = sockets.connect(zmq.PULL, settings.dispatch_endpoint)
+    # One PULL connected to every ledger: ZeroMQ fair-queues between them, and a ledger
+    # that is away only stops its own share (its articles wait in its journal).
+    inbox = sockets.connect_all(zmq.PULL, list(settings.ledger_dispatch_endpoints().values()))
     outbox = sockets.connect(zmq.PUSH, settings.results_in_endpoint)
     outbox.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
     replies = LedgerReplies(sockets, settings.ledger_ack_endpoints())

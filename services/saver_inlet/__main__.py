@@ -26,6 +26,7 @@ import zmq
 
 from common import metrics
 from common.config import Settings, load_settings
+from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
 from common.messages import ROUTE_KEY_BYTES, SAVER_READY, SAVER_READY_SECONDS
 from common.sockets import MeshSockets
@@ -50,6 +51,17 @@ class Inlet:
         self.back.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.savers = Savers(SAVER_TTL_SECONDS)
         self.held: list[bytes] | None = None  # [key, result] not delivered yet
+        self.forwarded = 0
+        self.dropped = 0
+
+    def counters(self) -> dict[str, float]:
+        """What `ingest status` shows of the inlet (its reports to control)."""
+        return {
+            "forwarded": self.forwarded,
+            "dropped": self.dropped,
+            "savers": len(self.savers),
+            "holding": int(self.held is not None),
+        }
 
     def run(self, stop: StopFlag) -> None:
         # Take new results only when the last one found its saver.
@@ -80,6 +92,7 @@ class Inlet:
             if frames == [SAVER_READY]:
                 self.savers.heard(saver)
             else:
+                self.dropped += 1
                 metrics.FRAMES_DROPPED.inc()
                 log.warning("dropped a message from a saver", extra={"frames": len(frames)})
 
@@ -90,6 +103,7 @@ class Inlet:
             except zmq.Again:
                 return
             if len(frames) != 2 or len(frames[0]) != ROUTE_KEY_BYTES:
+                self.dropped += 1
                 metrics.FRAMES_DROPPED.inc()
                 log.warning("dropped a result that is not [route key, result]")
                 continue
@@ -102,6 +116,7 @@ class Inlet:
         while (saver := self.savers.owner(frames[0])) is not None:
             try:
                 self.back.send_multipart([saver, *frames], zmq.NOBLOCK)
+                self.forwarded += 1
                 return True
             except zmq.Again:
                 return False  # that saver is full: wait for it (backpressure)
@@ -116,10 +131,13 @@ class Inlet:
 def run(settings: Settings, stop: StopFlag) -> None:
     sockets = MeshSockets(settings)
     inlet = Inlet(settings, sockets)
+    # Reads of plain ints from another thread: a report may be one message behind.
+    control = ControlLink(settings, "saver-inlet", inlet.counters).start()
     log.info("saver inlet up")
     try:
         inlet.run(stop)
     finally:
+        control.stop()
         sockets.close()
         log.info("saver inlet stopped")
 

@@ -90,7 +90,12 @@ def up_output(monkeypatch, capsys, settings) -> str:
     monkeypatch.setattr(mesh, "wait_until_serving", lambda settings, timeout: None)
     monkeypatch.setattr(mesh, "set_state", lambda settings, command: None)
     args = argparse.Namespace(
-        foreground=False, timeout=1.0, web_workers=None, extractors=None, savers=None
+        foreground=False,
+        keep_state=False,
+        timeout=1.0,
+        web_workers=None,
+        extractors=None,
+        savers=None,
     )
     assert cli.cmd_up(settings, args) == 0
     return capsys.readouterr().out
