@@ -84,6 +84,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # process counts, endpoints, ledger id and key name come from it (and only from it).
     topology: str = ""
     host: str = ""
+    # A fleet host without a frontend serves its processes' Prometheus samples at
+    # http://<bind_address or http_host>:<metrics_port>/metrics (services/host_metrics); a
+    # frontend host serves them at /metrics on its HTTP port.
+    metrics_port: int = 9100
 
     # Ledger: how many articles may be dispatched and unacknowledged at once, and how long
     # one may stay unacknowledged, once all dispatched before it are done, before it is sent
@@ -190,6 +194,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         """Whether this host runs only a share of the mesh (a topology, or `stages` as the
         Kubernetes pods set them): the other hosts are known only through control."""
         return bool(self.topology or self.stages)
+
+    @property
+    def serves_host_metrics(self) -> bool:
+        """Whether this host needs its own metrics server: a fleet host with no frontend."""
+        return self.in_fleet and not self.runs("frontend")
 
     @property
     def host_name(self) -> str:

@@ -44,6 +44,11 @@ DEAD_LETTERED = Counter(
     "ingest_articles_dead_lettered",
     "Articles set aside: max_attempts failures, or a failure no retry can fix.",
 )
+FRESHNESS = Histogram(
+    "ingest_freshness_seconds",
+    "From an article's 202 to its acknowledgement (its counts committed and readable).",
+    buckets=(0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 300),
+)
 ACKS_REFUSED = Counter(
     "ingest_acks_refused", "Acks and failures without a dispatch token the ledger issued."
 )

@@ -15,6 +15,7 @@ HTTP address. Nothing else needs to agree between hosts.
     control_reports = 5706
     control_commands = 5707
     http = 8080
+    metrics = 9100       # /metrics of a host without a frontend (services/host_metrics)
 
     [hosts.front1]
     address = "10.77.0.11"   # an IP or DNS name the other hosts reach this host at
@@ -59,6 +60,7 @@ class Ports(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
     control_reports: int = 5706
     control_commands: int = 5707
     http: int = 8080
+    metrics: int = 9100
 
 
 class Host(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -127,6 +129,7 @@ class Topology(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             "key_name": name,
             "http_host": host.address,
             "http_port": ports.http,
+            "metrics_port": ports.metrics,
         }
         if host.frontend > 0:
             derived["ledger_id"] = name

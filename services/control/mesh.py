@@ -51,6 +51,7 @@ def environ(settings: Settings) -> dict[str, str]:
     else:
         env["MESH_HTTP_BIND_HOST"], env["MESH_HTTP_BIND_PORT"] = "127.0.0.1", "0"
     env["MESH_FIRESTORE_EMULATOR"] = "true" if settings.run_firestore_emulator else "false"
+    env["MESH_HOST_METRICS"] = "true" if settings.serves_host_metrics else "false"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     # Plain `circusctl` finds this mesh's circusd (its endpoint is an ipc socket in the run
     # folder, not the usual tcp://127.0.0.1:5555 every local user could reach).

@@ -68,6 +68,7 @@ class Row(msgspec.Struct, frozen=True, array_like=True):
     publication: str
     content: str
     attempts: int
+    accepted_at: float  # time.time() of the frontend process that journaled it
 
 
 class Backlog(msgspec.Struct, frozen=True):
@@ -168,7 +169,7 @@ class Journal:
     def after(self, seq: int, limit: int) -> list[Row]:
         """Rows committed after `seq`, oldest first."""
         rows = self._conn.execute(
-            "SELECT seq, id, publication, content, attempts FROM journal "
+            "SELECT seq, id, publication, content, attempts, accepted_at FROM journal "
             "WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
         )
@@ -181,7 +182,7 @@ class Journal:
             found += [
                 Row(*r)
                 for r in self._conn.execute(
-                    "SELECT seq, id, publication, content, attempts FROM journal "
+                    "SELECT seq, id, publication, content, attempts, accepted_at FROM journal "
                     f"WHERE id IN ({marks}) ORDER BY seq",
                     part,
                 )

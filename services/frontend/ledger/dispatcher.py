@@ -42,6 +42,7 @@ class Lease(msgspec.Struct):
     length: float  # this attempt's lease: lease_seconds, doubled per attempt, capped, jittered
     ahead_done_at: int  # the ledger's `done` count at which all that was ahead of it is done
     tokens: set[int]  # every dispatch token this ledger issued for it: an ack must carry one
+    accepted_at: float  # wall-clock time it was journaled (on this host: the same clock)
     clock_from: float | None = None
     retry_at: float | None = None  # an extractor reported a failure: resend at this time
 
@@ -88,6 +89,7 @@ class Ledger:
         max_attempts: int,
         retry_seconds: float = 1.0,
         now: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.journal = journal
@@ -111,6 +113,7 @@ class Ledger:
         self._last_progress = now()
         self._rate = AckRate(now)
         self._now = now
+        self._wall = wall
         self._jitter = jitter
 
     def fresh(self) -> list[Row]:
@@ -185,6 +188,7 @@ class Ledger:
                 length=self.lease_seconds * factor,
                 ahead_done_at=self.done + ahead,
                 tokens={token} | (earlier.tokens if earlier else set()),
+                accepted_at=row.accepted_at,
                 clock_from=now if ahead == 0 else None,
             )
             self.cursor = max(self.cursor, row.seq)
@@ -209,6 +213,7 @@ class Ledger:
             # Counted after all (its ack was late): it is no dead letter any more.
             self.counts["dead_letters_cleared"] += cleared
             log.warning("a late ack cleared %d dead letter(s)", cleared)
+        self._observe_freshness(ids)
         for ident in ids:
             self._buried_tokens.pop(ident, None)
         self._rate.add(len(ids))
@@ -216,6 +221,16 @@ class Ledger:
         metrics.ACKNOWLEDGED.inc(len(ids))
         if sum(self._forget(ident) for ident in ids):
             self._last_progress = self._now()
+
+    def _observe_freshness(self, ids: list[str]) -> None:
+        """Seconds from each article's acceptance (its 202) to its ack, which follows the
+        commit that made its counts readable: an upper bound of its freshness. Both times are
+        this host's wall clock (the frontend that journaled it runs here)."""
+        now = self._wall()
+        for ident in ids:
+            lease = self.in_flight.get(ident)
+            if lease is not None:
+                metrics.FRESHNESS.observe(max(0.0, now - lease.accepted_at))
 
     def _issued(self, ident: str, token: int) -> bool:
         lease = self.in_flight.get(ident)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from services.frontend.journal import Entry, Journal
@@ -130,7 +131,7 @@ def test_each_resend_doubles_the_lease_up_to_a_cap(ledger: Ledger, clock):
     assert [r.attempts for r in ledger.journal.rows(["id0"])] == [2]
     many = make_ledger(ledger.journal, clock, max_attempts=100)
     (row,) = ledger.journal.rows(["id9"])
-    many.sent([type(row)(row.seq, row.id, row.publication, row.content, 50)])
+    many.sent([msgspec.structs.replace(row, attempts=50)])
     assert many.in_flight["id9"].length == LEASE * MAX_BACKOFF_FACTOR
 
 
@@ -238,3 +239,30 @@ def test_an_ack_of_an_earlier_dispatch_still_counts(ledger: Ledger, clock):
     assert len(ledger.in_flight["id0"].tokens) == 2
     ledger.acknowledged([("id0", first)])
     assert "id0" not in ledger.in_flight
+
+
+def test_freshness_is_observed_from_acceptance_to_ack(journal, clock):
+    """The ack comes after the commit that made the counts readable: its delay from the
+    article's 202 (journal's accepted_at, this host's wall clock) is the freshness."""
+    from common import metrics
+
+    (row,) = journal.rows(["id0"])
+    wall = [row.accepted_at + 1.5]
+    ledger = Ledger(
+        journal,
+        window=4,
+        lease_seconds=LEASE,
+        max_attempts=3,
+        now=lambda: clock[0],
+        wall=lambda: wall[0],
+        jitter=lambda: 0.0,
+    )
+    before = metrics.FRESHNESS.collect()[0].samples
+    count = {s.name: s.value for s in before}
+    dispatch(ledger, ledger.fresh())
+    ledger.acknowledged([("id0", t) for t in ledger.in_flight["id0"].tokens])
+    after = {s.name: s.value for s in metrics.FRESHNESS.collect()[0].samples}
+    assert after["ingest_freshness_seconds_count"] == count["ingest_freshness_seconds_count"] + 1
+    assert after["ingest_freshness_seconds_sum"] == pytest.approx(
+        count["ingest_freshness_seconds_sum"] + 1.5
+    )
