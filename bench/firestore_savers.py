@@ -154,36 +154,35 @@ def saver_alone(
         max_articles=256,
     )
     writes = DocumentWrites()
-    hottest = 0.0
-    commits = 0
-    started = time.perf_counter()
-    # Results arrive at a steady 1,000/s (what two savers' worth of extractors could not
-    # outrun here), in the order the inlet would deliver them.
-    for n, result in enumerate(results):
-        schedule.add(result)
-        if n % 100 == 99:
-            while due := schedule.next_due():
-                group, batch = due
-                outcome = commit(store, batch)
-                schedule.committed(group, outcome.settled)
-                writes.record(documents_of(outcome.committed))
-                hottest = max(hottest, writes.hottest()[1])
-                commits += 1
-            time.sleep(0.1)
-    while schedule.waiting():
+    tally = SaverAlone(label, 0.0, len(results), 0, 0.0)
+
+    def commit_due() -> bool:
+        """Commit one due group, as the saver does; False if none is due."""
         due = schedule.next_due()
         if due is None:
-            time.sleep(0.01)
-            continue
+            return False
         group, batch = due
         outcome = commit(store, batch)
         schedule.committed(group, outcome.settled)
         writes.record(documents_of(outcome.committed))
-        hottest = max(hottest, writes.hottest()[1])
-        commits += 1
-    seconds = time.perf_counter() - started
+        tally.hottest = max(tally.hottest, writes.hottest()[1])
+        tally.commits += 1
+        return True
+
+    started = time.perf_counter()
+    # Results arrive at a steady 1,000/s at most, in the order the inlet would deliver them.
+    for n, result in enumerate(results):
+        schedule.add(result)
+        if n % 100 == 99:
+            while commit_due():
+                pass
+            time.sleep(0.1)
+    while schedule.waiting():
+        if not commit_due():
+            time.sleep(0.01)
+    tally.seconds = time.perf_counter() - started
     store.close()
-    return SaverAlone(label, seconds, len(results), commits, hottest)
+    return tally
 
 
 def percentile(values: list[float], q: int) -> float:
