@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -46,7 +47,7 @@ def environ(settings: Settings) -> dict[str, str]:
     # (Kubernetes: http_host may name a Service); loopback and any port on a host without a
     # frontend, since Circus binds every socket of circus.ini whatever runs.
     if settings.runs("frontend"):
-        env["MESH_HTTP_BIND_HOST"] = settings.bind_address or settings.http_host
+        env["MESH_HTTP_BIND_HOST"] = http_bind_host(settings)
         env["MESH_HTTP_BIND_PORT"] = str(settings.http_port)
     else:
         env["MESH_HTTP_BIND_HOST"], env["MESH_HTTP_BIND_PORT"] = "127.0.0.1", "0"
@@ -57,6 +58,18 @@ def environ(settings: Settings) -> dict[str, str]:
     # folder, not the usual tcp://127.0.0.1:5555 every local user could reach).
     env["CIRCUSCTL_ENDPOINT"] = settings.circus_endpoint
     return env
+
+
+def http_bind_host(settings: Settings) -> str:
+    """The address Circus binds HTTP on: `http_host` when it is an address (127.0.0.1, or
+    0.0.0.0 in a pod, so probes, Services and `kubectl port-forward` all reach it), else
+    `bind_address` (`http_host` names this host, e.g. a topology's DNS name, which cannot be
+    bound)."""
+    try:
+        ipaddress.ip_address(settings.http_host)
+    except ValueError:
+        return settings.bind_address or settings.http_host
+    return settings.http_host
 
 
 def process_plan(settings: Settings) -> dict[str, int]:

@@ -6,7 +6,9 @@ rendered with `kubectl kustomize` when a binary is there, and the rest is checke
 the product itself: every INGEST_* variable is a setting, each pod's environment loads with
 `load_settings` into exactly the endpoints, ledgers, key name, stages and process counts
 that `topology.toml` gives its host (`common/topology.py`), and the container, Service and
-NetworkPolicy ports are the topology's.
+NetworkPolicy ports are the topology's. Every pod serves /metrics (a frontend on its HTTP
+port, any other pod with services/host_metrics on the metrics port), is annotated for
+Prometheus at that port, and lets only the monitoring namespace reach a metrics port.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import yaml
 
 from common.config import Settings, load_settings
 from common.security import AUTHORIZED, generate_keys
-from common.topology import load_topology
+from common.topology import load_topology, parse_topology
 from services.control import mesh
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +75,12 @@ OPERATOR_LINKS = {("control", "control", port) for port in (5705, 5706, 5707)}
 # Egress outside the mesh: DNS (53), Firestore over HTTPS (443), GKE's metadata server for
 # Workload Identity tokens (80, 988).
 OUTSIDE_PORTS = {53, 443, 80, 988}
+# The only peer allowed to reach a pod's metrics port: any pod of the namespace Prometheus
+# runs in (networkpolicy.yaml says to change the name; the label is Kubernetes' own).
+MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+# The path of a frontend's metrics route (services/frontend/http/app.py); services/
+# host_metrics (prometheus-client's server) answers every path with the samples.
+METRICS_PATH = "/metrics"
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -190,6 +198,40 @@ def _component(resource: dict[str, Any]) -> str:
 
 def _stages(settings: Settings) -> list[str]:
     return settings.stages or list(mesh.STAGES)
+
+
+def _metrics_port(settings: Settings) -> int | None:
+    """The port this host's /metrics is served on, as the code decides it: a frontend's
+    HTTP port, else services/host_metrics' port when Circus starts it; None: not served."""
+    if settings.runs("frontend"):
+        return settings.http_port
+    if settings.serves_host_metrics:
+        return settings.metrics_port
+    return None
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels and matchExpressions) selects a pod
+    with these labels."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values", [])
+        matched = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not matched:
+            return False
+    return True
+
+
+def _is_metrics_rule(rule: dict[str, Any]) -> bool:
+    """An ingress rule from another namespace: only Prometheus's may be one."""
+    return any("namespaceSelector" in peer for peer in rule.get("from", []))
 
 
 # -- schemas and rendering -------------------------------------------------------------------
@@ -343,8 +385,16 @@ def test_container_and_service_ports_are_the_topologys():
         if settings.runs("frontend"):
             bound.add(settings.http_port)
             assert settings.http_port == ports["http"]
+        # A fleet host without a frontend runs services/host_metrics (circus.ini), which
+        # binds the metrics port.
+        if settings.serves_host_metrics:
+            bound.add(settings.metrics_port)
+            assert settings.metrics_port == ports["metrics"], pod
         declared = {p["containerPort"] for p in container.get("ports", [])}
         assert declared == bound, f"{pod}: declares {declared}, binds {bound}"
+        named = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        if settings.serves_host_metrics:
+            assert named.get("metrics") == settings.metrics_port, pod
         assert bound <= set(ports.values()), f"{pod}: {bound} not all topology ports"
     for service in _of_kind("Service"):
         selected = [
@@ -405,6 +455,8 @@ def test_network_policies_allow_exactly_the_mesh_links():
         me = selected.get(COMPONENT)
         for rule in spec.get("ingress", []):
             ports = {p["port"] for p in rule["ports"]}
+            if _is_metrics_rule(rule):
+                continue  # Prometheus: test_only_the_monitoring_namespace_reaches_metrics
             if "from" not in rule:
                 assert me == "frontend" and ports == {8080}, "only HTTP is open to all"
                 http_open = True
@@ -422,6 +474,127 @@ def test_network_policies_allow_exactly_the_mesh_links():
     expected = _expected_links() | OPERATOR_LINKS
     assert ingress == expected, f"ingress: extra {ingress - expected}, missing {expected - ingress}"
     assert egress == expected, f"egress: extra {egress - expected}, missing {expected - egress}"
+
+
+def test_only_the_monitoring_namespace_reaches_metrics():
+    """Every metrics port is open to Prometheus's namespace and to nothing else, on exactly
+    the pods that serve one; the frontends' /metrics is on HTTP, open to all anyway."""
+    metrics_port = load_topology(TOPOLOGY).ports.metrics
+    opened: set[str] = set()
+    for policy in _of_kind("NetworkPolicy"):
+        spec = policy["spec"]
+        for rule in spec.get("ingress", []):
+            ports = {p["port"] for p in rule["ports"]}
+            if metrics_port not in ports and not _is_metrics_rule(rule):
+                continue
+            name = policy["metadata"]["name"]
+            assert rule.get("from") == [MONITORING], f"{name}: metrics from {rule.get('from')}"
+            assert ports == {metrics_port}, f"{name}: opens {ports}, not {metrics_port}"
+            assert {p["protocol"] for p in rule["ports"]} == {"TCP"}, name
+            assert "Ingress" in spec["policyTypes"], name
+            opened |= {
+                pod
+                for workload, pod, _ in _pods()
+                if _selects(spec["podSelector"], workload["spec"]["template"]["metadata"]["labels"])
+            }
+    serving = {pod for _, pod, c in _pods() if _pod_settings(pod, c).serves_host_metrics}
+    assert serving, "no pod runs services/host_metrics"
+    assert opened == serving, f"opened to Prometheus: {sorted(opened)}, serving: {sorted(serving)}"
+
+
+def test_every_pod_is_annotated_for_scraping_where_it_serves_metrics():
+    for workload, pod, container in _pods():
+        settings = _pod_settings(pod, container)
+        port = _metrics_port(settings)
+        assert port is not None, f"{pod} serves no /metrics"
+        annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/scrape") == "true", pod
+        assert annotations.get("prometheus.io/port") == str(port), (
+            f"{pod}: annotated port {annotations.get('prometheus.io/port')}, serves on {port}"
+        )
+        assert annotations.get("prometheus.io/path") == METRICS_PATH, pod
+        declared = {p["containerPort"] for p in container.get("ports", [])}
+        assert port in declared, f"{pod}: {port} is not a container port"
+
+
+def _doc_blocks(language: str) -> list[str]:
+    """The ```language blocks of docs/kubernetes.md's metrics section."""
+    text = DOC.read_text()
+    section = text[text.index("## Metrics: Prometheus for a fleet") :]
+    section = section[: section.index("\n## ", 1)]
+    return re.findall(rf"^```{language}\n(.*?)^```", section, re.S | re.M)
+
+
+def _relabel(labels: dict[str, str], rules: list[dict[str, Any]]) -> dict[str, str] | None:
+    """Prometheus's relabeling (the keep and replace actions the docs use) of a target's
+    labels; None when the target is dropped."""
+    labels = dict(labels)
+    for rule in rules:
+        value = rule.get("separator", ";").join(labels.get(n, "") for n in rule["source_labels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)  # Prometheus anchors it
+        action = rule.get("action", "replace")
+        if action == "keep":
+            if not match:
+                return None
+        elif action == "replace":
+            if match:
+                template = re.sub(r"\$\{?(\d+)\}?", r"\\g<\1>", rule.get("replacement", "$1"))
+                labels[rule["target_label"]] = match.expand(template)
+        else:
+            raise AssertionError(f"relabel action {action} not simulated here")
+    return labels
+
+
+def test_the_docs_kubernetes_scrape_config_finds_every_pods_metrics():
+    """The docs' kubernetes_sd job, applied to each pod's annotations as Prometheus would,
+    scrapes the port and path where the code serves that pod's /metrics."""
+    (job,) = [
+        j
+        for block in _doc_blocks("yaml")
+        for j in yaml.safe_load(block)["scrape_configs"]
+        if "kubernetes_sd_configs" in j
+    ]
+    (sd,) = job["kubernetes_sd_configs"]
+    assert sd["role"] == "pod" and sd["namespaces"]["names"] == [NAMESPACE]
+    pod_ip = "10.8.0.7"
+    for workload, pod, container in _pods():
+        template = workload["spec"]["template"]["metadata"]
+        meta = {"__address__": f"{pod_ip}:1", "__metrics_path__": "/metrics"}
+        meta |= {"__meta_kubernetes_pod_ip": pod_ip, "__meta_kubernetes_pod_name": pod}
+        for prefix, values in (("annotation", "annotations"), ("label", "labels")):
+            for key, value in template.get(values, {}).items():
+                # Prometheus turns every character not valid in a label name into "_".
+                name = re.sub(r"\W", "_", key)
+                meta[f"__meta_kubernetes_pod_{prefix}_{name}"] = value
+        target = _relabel(meta, job["relabel_configs"])
+        assert target is not None, f"{pod} is not scraped"
+        port = _metrics_port(_pod_settings(pod, container))
+        assert target["__address__"] == f"{pod_ip}:{port}", (
+            f"{pod}: the docs' job scrapes {target['__address__']}, it serves on {port}"
+        )
+        assert target["__metrics_path__"] == METRICS_PATH, pod
+        assert target["pod"] == pod
+
+
+def test_the_docs_static_scrape_config_is_the_example_topologys(tmp_path: Path):
+    """Without Kubernetes: each host of the docs' topology at its address and the port the
+    product serves its /metrics on (HTTP for a frontend host, else the metrics port)."""
+    (toml,) = _doc_blocks("toml")
+    topology = tmp_path / "fleet.toml"
+    topology.write_text(toml)
+    expected = {}
+    for host in parse_topology(toml).hosts:
+        fleet = {"INGEST_TOPOLOGY": str(topology), "INGEST_HOST": host}
+        settings = load_settings({**fleet, "INGEST_DATA_DIR": str(tmp_path)})
+        expected[host] = [f"{settings.http_host}:{_metrics_port(settings)}"]
+    (job,) = [
+        j
+        for block in _doc_blocks("yaml")
+        for j in yaml.safe_load(block)["scrape_configs"]
+        if "static_configs" in j
+    ]
+    documented = {group["labels"]["host"]: group["targets"] for group in job["static_configs"]}
+    assert documented == expected, f"the docs scrape {documented}, the hosts serve {expected}"
 
 
 # -- keys, security, probes -----------------------------------------------------------------
@@ -507,8 +680,6 @@ def test_frontends_are_probed_on_health_and_ready():
     assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert container["startupProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
-    annotations = frontend["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/port"] == str(load_topology(TOPOLOGY).ports.http)
     # Autoscaling on CPU needs a CPU request to measure utilization against.
     for hpa in _of_kind("HorizontalPodAutoscaler"):
         ref = hpa["spec"]["scaleTargetRef"]

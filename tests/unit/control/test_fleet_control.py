@@ -67,3 +67,18 @@ def test_down_waits_for_each_host_to_confirm_and_fall_silent():
     assert halting.missing([]) == ["work1"]
     halting.confirmed.add("work1")
     assert halting.missing([]) == []
+
+
+def test_http_binds_its_host_when_an_address_else_the_bind_address():
+    from common.config import load_settings
+    from services.control.mesh import http_bind_host
+
+    # A pod: 0.0.0.0, so probes, the Service and `kubectl port-forward` (loopback) all reach it.
+    pod = load_settings({}, http_host="0.0.0.0", bind_address="10.8.0.7")
+    assert http_bind_host(pod) == "0.0.0.0"
+    # A namespace host of a topology: its own address.
+    assert http_bind_host(load_settings({}, http_host="10.77.0.11")) == "10.77.0.11"
+    # A DNS name cannot be bound: the bind address (the pod IP) instead.
+    named = load_settings({}, http_host="frontend-0.frontend", bind_address="10.8.0.7")
+    assert http_bind_host(named) == "10.8.0.7"
+    assert http_bind_host(load_settings({})) == "127.0.0.1"
