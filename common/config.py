@@ -113,6 +113,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Niceness of the extractors: NER yields the cores to the frontend, so a POST stays fast
     # while extraction saturates the machine (0 = same priority as everything else).
     extractor_nice: int = 10
+    # Entities of this many recent distinct texts, shared by the host's extractors
+    # (<data_dir>/text-cache.sqlite3): a syndicated copy of a text extracted before is not
+    # extracted again (services/extractor/cache.py). 0: no cache.
+    text_cache_entries: int = 20_000
 
     # Savers and the store.
     savers: int = 1
@@ -210,6 +214,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     def metrics_path(self) -> Path:
         """Where every process of the mesh writes its Prometheus samples."""
         return self.data_path / "metrics"
+
+    @property
+    def text_cache_path(self) -> Path:
+        return self.data_path / "text-cache.sqlite3"
 
     @property
     def journal_path(self) -> Path:

@@ -73,6 +73,10 @@ IN_FLIGHT = Gauge(
 
 # -- extractor -----------------------------------------------------------------------------
 EXTRACTED = Counter("ingest_articles_extracted", "Articles run through NER.")
+TEXT_CACHE_HITS = Counter(
+    "ingest_text_cache_hits",
+    "Articles whose text was extracted before on this host (a syndicated copy): no NER run.",
+)
 EXTRACTION_FAILURES = Counter(
     "ingest_extraction_failures", "Articles whose extraction raised (reported to the ledger)."
 )

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 
+import msgspec
 import zmq
 
 from common import metrics
@@ -34,6 +35,7 @@ from common.messages import (
     route_key,
 )
 from common.sockets import LedgerReplies, MeshSockets
+from services.extractor.cache import TextCache
 from services.extractor.ner import EntityExtractor, load_model
 
 log = logging.getLogger("extractor")
@@ -54,6 +56,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
             extra={"max_piece_chars": settings.max_piece_chars, "max_length": nlp.max_length},
         )
     extractor = EntityExtractor(nlp, settings.skip_labels, settings.max_piece_chars)
+    cache = open_cache(settings)
 
     sockets = MeshSockets(settings)
     # One PULL connected to every ledger: ZeroMQ fair-queues between them, and a ledger
@@ -62,7 +65,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
     outbox = sockets.connect(zmq.PUSH, settings.results_in_endpoint)
     outbox.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
     replies = LedgerReplies(sockets, settings.ledger_ack_endpoints())
-    counters = {"extracted": 0, "failed": 0, "batches": 0}
+    counters = {"extracted": 0, "failed": 0, "batches": 0, "cache_hits": 0}
     control = ControlLink(settings, "extractor", lambda: dict(counters)).start()
     log.info("extractor up", extra={"model": settings.model})
     try:
@@ -73,7 +76,10 @@ def run(settings: Settings, stop: StopFlag) -> None:
                 continue
             started = time.perf_counter()
             counters["batches"] += 1
-            for article, entities in zip(batch, _extract(extractor, batch), strict=True):
+            results, hits = _extract_once_per_text(extractor, cache, batch)
+            counters["cache_hits"] += hits
+            metrics.TEXT_CACHE_HITS.inc(hits)
+            for article, entities in zip(batch, results, strict=True):
                 if isinstance(entities, Failure):
                     # The ledger retries it later, or sets it aside as a dead letter.
                     counters["failed"] += 1
@@ -92,6 +98,8 @@ def run(settings: Settings, stop: StopFlag) -> None:
     finally:
         control.stop()
         sockets.close()
+        if cache is not None:
+            cache.close()
         log.info("extractor stopped")
 
 
@@ -108,6 +116,42 @@ def _receive_batch(inbox: zmq.Socket, size: int) -> list[Article]:
         if isinstance(message, Article):
             batch.append(message)
     return batch
+
+
+def open_cache(settings: Settings) -> TextCache | None:
+    """The host's cache of extracted texts (cache.py), or None when configured off."""
+    if settings.text_cache_entries <= 0:
+        return None
+    configuration = [
+        settings.model,
+        ",".join(sorted(settings.skip_labels)),
+        str(settings.max_piece_chars),
+    ]
+    return TextCache(settings.text_cache_path, settings.text_cache_entries, configuration)
+
+
+def _extract_once_per_text(
+    extractor: EntityExtractor, cache: TextCache | None, batch: list[Article]
+) -> tuple[list[list[Entity] | Failure], int]:
+    """The entities of each article, running NER once per distinct text that the host's
+    cache does not hold; returns them and how many articles needed no NER run."""
+    if cache is None:
+        return _extract(extractor, batch), 0
+    digests = [cache.digest(a.content) for a in batch]
+    known = cache.get(list(dict.fromkeys(digests)))
+    first: dict[bytes, Article] = {}  # one article per text to extract
+    for article, digest in zip(batch, digests, strict=True):
+        if digest not in known:
+            first.setdefault(digest, article)
+    extracted = dict(zip(first, _extract(extractor, list(first.values())), strict=True))
+    cache.put({d: e for d, e in extracted.items() if not isinstance(e, Failure)})
+    results: list[list[Entity] | Failure] = []
+    for article, digest in zip(batch, digests, strict=True):
+        found = known.get(digest) or extracted[digest]
+        if isinstance(found, Failure):  # its text failed: so does every copy, with its id
+            found = msgspec.structs.replace(found, id=article.id, token=article.token)
+        results.append(found)
+    return results, len(batch) - len(first)
 
 
 def _extract(extractor: EntityExtractor, batch: list[Article]) -> list[list[Entity] | Failure]:
