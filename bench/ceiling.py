@@ -11,6 +11,7 @@ import gc
 import multiprocessing
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import spacy
 
@@ -37,6 +38,28 @@ def ceiling(texts: Sequence[str], processes: int) -> float:
     return seconds
 
 
+@dataclass(frozen=True)
+class CeilingRun:
+    seconds: float  # wall, as ceiling() returns it
+    cpu_seconds: float  # user + system CPU of the worker processes over their shares
+
+
+def ceiling_with_cpu(texts: Sequence[str], processes: int) -> CeilingRun:
+    """ceiling(), also returning the CPU the workers spent on their shares, so a benchmark
+    can compare CPU per article (steadier than wall time on a shared machine) with the
+    mesh's. Each worker reads its own clock (time.process_time: every thread of the
+    process) around its share: the NER alone, nothing the pool does around it."""
+    context = multiprocessing.get_context("spawn")
+    shares = [list(texts[n::processes]) for n in range(processes)]
+    with context.Pool(processes, initializer=_load_worker_model) as pool:
+        pool.map(_warm, range(processes))  # every worker has loaded its model
+        started = time.perf_counter()
+        results = pool.map(_extract_share_timed, shares)
+        seconds = time.perf_counter() - started
+    assert sum(done for done, _ in results) == len(texts)
+    return CeilingRun(seconds, sum(cpu for _, cpu in results))
+
+
 _worker_nlp = None
 
 
@@ -56,6 +79,12 @@ def _extract_share(share: list[str]) -> int:
     for doc in _worker_nlp.pipe(share, batch_size=64):
         count += 1 if doc is not None else 0
     return count
+
+
+def _extract_share_timed(share: list[str]) -> tuple[int, float]:
+    started = time.process_time()
+    done = _extract_share(share)
+    return done, time.process_time() - started
 
 
 def full_pipeline(texts: Sequence[str]) -> float:

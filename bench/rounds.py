@@ -1,0 +1,595 @@
+"""Interleaved rounds on one long-running mesh, CPU per article of every process, cold start
+and footprint (issue 15, targets 1 and 4), in one run.
+
+    .venv/bin/python -m bench.rounds --rounds 5 --articles 1500 [--soak 20000]
+
+1. Cold start: `ingest up --foreground` (what `make run` runs, kept as this benchmark's
+   child so it can always stop it) in a temporary data folder with a free HTTP port, timed
+   from the command's start to the first 202 of a POST retried until one is accepted, and
+   to that article's counts being readable (GET /publications). Then, the mesh idle (both
+   extractors loaded, the first article counted): the RSS of every process (every
+   descendant of circusd, its stage read from its command line) and the CPU seconds all of
+   them take over 10 s with nothing to do.
+2. Rounds, on that same mesh, never restarted: bench/ceiling.py's NER-only ceiling (as many
+   processes as the mesh has extractors) on --articles Lee texts, then the mesh on the same
+   texts as articles with distinct ids, posted with the load tool (bench/mesh_bench.py's
+   post()), timed from the first POST to the store commit of the round's last article (the
+   markers' `committed_at`; exact, where polling the drain would add up to ~1 s), for
+   --rounds rounds. For every round: both rates and their ratio, and CPU seconds per article
+   of every mesh process (psutil, user + system, before/after the round), by stage, against
+   the ceiling workers' own CPU. The corpus has 300 texts, cycled: the mesh runs with
+   `text_cache_entries = 0`, or its cache of extracted texts (services/extractor/cache.py)
+   would serve the repeats without NER and falsify the comparison.
+3. Footprint: the RSS of every process again after the rounds, and after --soak more
+   articles when asked, beside the idle figures, so growth over a long run shows.
+
+Wall time on a shared 2-core machine is noisy, CPU time much less: the summary gives both.
+Prints Markdown tables on stdout (paste into bench/RESULTS.md); progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import spacy
+
+from bench.ceiling import MODEL, ceiling_with_cpu
+from bench.freshness import committed_at
+from bench.mesh_bench import (
+    WARM_UP_ARTICLES,
+    articles,
+    drained,
+    log,
+    post,
+    wait_for_extractors,
+)
+from common.config import Settings
+from loader.corpora import lee_articles
+from loader.report import LoadResult
+from tests.e2e.conftest import RunningMesh, isolated_settings, stop_mesh
+
+IDLE_SECONDS = 10.0
+SETTLE_SECONDS = 3.0  # after the first article: let the last commits and reports pass
+COLD_TIMEOUT = 300.0
+# The stages CPU is grouped by, in the order printed; anything else is "other (...)".
+STAGE_ORDER = (
+    "frontend",
+    "ledger",
+    "extractor",
+    "saver-inlet",
+    "saver",
+    "control",
+    "circusd",
+)
+MODULES = {
+    "gunicorn": "frontend",
+    "services.control": "control",
+    "services.frontend.ledger": "ledger",
+    "services.extractor": "extractor",
+    "services.saver_inlet": "saver-inlet",
+    "services.saver": "saver",
+}
+
+
+# --- The mesh's processes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    stage: str
+    role: str  # the stage, or which process of it (a frontend is a gunicorn master + worker)
+    cpu: float  # user + system seconds since the process started
+    rss: int  # bytes
+
+
+def stage_of(cmdline: Sequence[str]) -> str:
+    """The stage a process runs, from its command line as circus.ini starts it."""
+    if not cmdline:
+        return "other (no command line)"
+    if any(Path(part).name == "circusd" for part in cmdline[:2]):
+        return "circusd"
+    if cmdline[0].startswith("gunicorn"):  # a worker renamed by setproctitle
+        return "frontend"
+    if "-m" in cmdline[:-1]:
+        module = cmdline[cmdline.index("-m") + 1]
+        return MODULES.get(module, f"other ({module})")
+    return f"other ({Path(cmdline[0]).name})"
+
+
+def find_circusd(cli: subprocess.Popen) -> psutil.Process:
+    """circusd: the child `ingest up --foreground` started."""
+    for child in psutil.Process(cli.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if stage_of(child.cmdline()) == "circusd":
+                return child
+    raise RuntimeError("no circusd under `ingest up`")
+
+
+def snapshot(circusd: psutil.Process) -> dict[int, Proc]:
+    """Every process of the mesh: circusd and all its descendants."""
+    found: dict[int, Proc] = {}
+    for process in [circusd, *circusd.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess), process.oneshot():
+            stage = stage_of(process.cmdline())
+            role = stage
+            if stage == "frontend":
+                parent = process.parent()
+                master = parent is None or stage_of(parent.cmdline()) != "frontend"
+                role = "frontend (gunicorn master)" if master else "frontend (worker)"
+            times = process.cpu_times()
+            found[process.pid] = Proc(
+                process.pid, stage, role, times.user + times.system, process.memory_info().rss
+            )
+    return found
+
+
+def stage_key(stage: str) -> tuple[int, str]:
+    return (STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER), stage)
+
+
+@dataclass
+class CpuDelta:
+    """CPU seconds each stage took between two snapshots."""
+
+    by_stage: dict[str, float]
+    exited: list[Proc]  # processes gone by the second snapshot: their last CPU is lost
+    started: list[Proc]  # processes new in the second: all their CPU is counted
+
+    @property
+    def total(self) -> float:
+        return sum(self.by_stage.values())
+
+
+def cpu_delta(before: dict[int, Proc], after: dict[int, Proc]) -> CpuDelta:
+    by_stage: dict[str, float] = defaultdict(float)
+    for stage in STAGE_ORDER:
+        by_stage[stage] = 0.0
+    for pid, proc in after.items():
+        by_stage[proc.stage] += proc.cpu - (before[pid].cpu if pid in before else 0.0)
+    return CpuDelta(
+        dict(by_stage),
+        exited=[p for pid, p in before.items() if pid not in after],
+        started=[p for pid, p in after.items() if pid not in before],
+    )
+
+
+def own_cpu() -> float:
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
+# --- Cold start --------------------------------------------------------------------------
+
+
+@dataclass
+class ColdStart:
+    first_202: float  # seconds from `ingest up` to the first 202
+    first_counted: float  # ... to that article's counts readable
+    idle: dict[int, Proc] = field(default_factory=dict)
+    idle_cpu: CpuDelta | None = None
+
+
+def start_cold(settings: Settings, data_dir: Path, text: str) -> tuple[RunningMesh, ColdStart]:
+    """`ingest up --foreground` on `settings`; the mesh once one article is counted."""
+    command = [str(Path(sys.executable).with_name("ingest")), "up", "--foreground"]
+    # As tests/e2e/conftest.py's ingest(): the settings travel as INGEST_* variables.
+    env = {**os.environ, **settings.to_environ()}
+    with open(data_dir / "ingest-up.log", "wb") as output:  # the child keeps its own copy
+        started = time.monotonic()
+        cli = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        first_202, key = first_accepted(settings, cli, text, started)
+        running = RunningMesh(settings, cli, key)
+        first_counted = wait_counted(running, started)
+    except BaseException:
+        # `ingest up --foreground` forwards SIGTERM to circusd, which stops every process.
+        cli.terminate()
+        cli.wait(timeout=120)
+        raise
+    return running, ColdStart(first_202, first_counted)
+
+
+def first_accepted(
+    settings: Settings, cli: subprocess.Popen, text: str, started: float
+) -> tuple[float, str]:
+    """Seconds from `started` to the first 202, and the API key (`ingest up` makes it)."""
+    body = {"publication": "Cold Start", "content": text, "id": "cold-0"}
+    with httpx.Client(timeout=30.0) as client:
+        while time.monotonic() - started < COLD_TIMEOUT:
+            if cli.poll() is not None:
+                raise RuntimeError(f"`ingest up` exited with {cli.returncode}: see its log")
+            keys = settings.load_api_keys()  # empty until `ingest up` has written the file
+            if keys:
+                try:
+                    # A long timeout: before gunicorn runs, a connection waits in the socket's
+                    # backlog (Circus binds it first), answered as soon as a worker is up.
+                    answer = client.post(
+                        f"http://{settings.http_host}:{settings.http_port}/articles",
+                        json=body,
+                        headers={"Authorization": f"Bearer {keys[0]}"},
+                    )
+                except httpx.TransportError:
+                    answer = None
+                if answer is not None and answer.status_code == 202:
+                    return time.monotonic() - started, keys[0]
+            time.sleep(0.02)
+    raise RuntimeError(f"no 202 within {COLD_TIMEOUT:.0f} s of `ingest up`")
+
+
+def wait_counted(running: RunningMesh, started: float) -> float:
+    while time.monotonic() - started < COLD_TIMEOUT:
+        publications = running.http.get("/publications").json()["publications"]
+        if sum(p["articles"] for p in publications) >= 1:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise RuntimeError(f"the first article was not counted within {COLD_TIMEOUT:.0f} s")
+
+
+# --- Rounds ------------------------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    number: int
+    articles: int
+    ceiling_seconds: float
+    ceiling_cpu: float
+    mesh_seconds: float  # first POST to the store commit of the last article
+    drain_poll_seconds: float  # the load tool's end to end (drain seen by polling), context
+    stored: int  # the round's articles with a marker in the store
+    cpu: CpuDelta
+    load_tool_cpu: float  # this process (the load tool's threads), not in the mesh
+    load_average: float  # 1 min, before the round's ceiling
+
+    @property
+    def ceiling_rate(self) -> float:
+        return self.articles / self.ceiling_seconds
+
+    @property
+    def mesh_rate(self) -> float:
+        return self.articles / self.mesh_seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.mesh_rate / self.ceiling_rate
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.cpu.total / self.ceiling_cpu
+
+
+def run_round(
+    number: int,
+    running: RunningMesh,
+    circusd: psutil.Process,
+    corpus: Sequence[str],
+    count: int,
+    extractors: int,
+) -> Round:
+    load_average = os.getloadavg()[0]
+    texts = [corpus[i % len(corpus)] for i in range(count)]  # as articles() cycles them
+    log.print(f"round {number}: ceiling, NER only, {extractors} processes, {count} texts")
+    ceiling_run = ceiling_with_cpu(texts, extractors)
+
+    tag = f"round{number}"
+    log.print(f"round {number}: mesh, {count} articles")
+    wall_offset = time.time() - time.monotonic()  # committed_at is wall clock, started is not
+    before, tool_before = snapshot(circusd), own_cpu()
+    result = post(running, articles(corpus, count, tag), f"round {number}: mesh", count)
+    drained(running, result, max(600.0, count / 2))
+    after, tool_after = snapshot(circusd), own_cpu()
+    commits = committed_at(running, [f"{tag}-{i}" for i in range(count)])
+    drain_poll = result.end_to_end_seconds
+    assert drain_poll is not None  # drained() raised otherwise
+    return Round(
+        number=number,
+        articles=count,
+        ceiling_seconds=ceiling_run.seconds,
+        ceiling_cpu=ceiling_run.cpu_seconds,
+        mesh_seconds=max(commits.values()) - (result.started + wall_offset),
+        drain_poll_seconds=drain_poll,
+        stored=len(commits),
+        cpu=cpu_delta(before, after),
+        load_tool_cpu=tool_after - tool_before,
+        load_average=load_average,
+    )
+
+
+def soak(running: RunningMesh, corpus: Sequence[str], count: int) -> LoadResult:
+    log.print(f"soak: {count} articles")
+    result = post(running, articles(corpus, count, "soak"), "soak", count)
+    return drained(running, result, max(600.0, count / 2))
+
+
+# --- Report ------------------------------------------------------------------------------
+
+
+def mb(value: int) -> str:
+    return f"{value / 2**20:.0f}"
+
+
+def growth_mb(value: int) -> str:
+    return f"{value / 2**20:+.1f}"
+
+
+def ms_per_article(cpu: float, count: int) -> str:
+    return f"{cpu / count * 1000:.2f}"
+
+
+def cold_report(cold: ColdStart) -> list[str]:
+    assert cold.idle_cpu is not None
+    lines = [
+        "Cold start (`ingest up --foreground`, as `make run` runs it, to ...):",
+        "",
+        "| measure | seconds |",
+        "|---|---:|",
+        f"| first 202 (a POST retried until accepted) | {cold.first_202:.2f} |",
+        f"| that article counted (GET /publications) | {cold.first_counted:.2f} |",
+        "",
+        f"Idle CPU (both extractors loaded, first article counted, {IDLE_SECONDS:.0f} s with "
+        "nothing to do):",
+        "",
+        f"| stage | CPU s over {IDLE_SECONDS:.0f} s | % of one core |",
+        "|---|---:|---:|",
+    ]
+    for stage, cpu in sorted(cold.idle_cpu.by_stage.items(), key=lambda kv: stage_key(kv[0])):
+        lines.append(f"| {stage} | {cpu:.3f} | {cpu / IDLE_SECONDS * 100:.2f} |")
+    total = cold.idle_cpu.total
+    lines.append(
+        f"| **all mesh processes** | **{total:.3f}** | **{total / IDLE_SECONDS * 100:.2f}** |"
+    )
+    return lines
+
+
+def rounds_report(rounds: list[Round], idle_cpu_per_second: float) -> list[str]:
+    lines = [
+        "Rounds (ceiling, then mesh, on the same texts; one mesh throughout):",
+        "",
+        "| round | articles | load avg 1 min | ceiling docs/s | mesh articles/s (first POST "
+        "to last commit) | **mesh / ceiling** | mesh articles/s (drain polled) | stored | "
+        "mesh CPU ms/article | ceiling CPU ms/article | **CPU mesh / ceiling** |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rounds:
+        lines.append(
+            f"| {r.number} | {r.articles} | {r.load_average:.2f} | {r.ceiling_rate:.1f} | "
+            f"{r.mesh_rate:.1f} | **{r.ratio:.3f}** | {r.articles / r.drain_poll_seconds:.1f} | "
+            f"{r.stored} | {ms_per_article(r.cpu.total, r.articles)} | "
+            f"{ms_per_article(r.ceiling_cpu, r.articles)} | **{r.cpu_ratio:.3f}** |"
+        )
+    stages = sorted({s for r in rounds for s in r.cpu.by_stage}, key=stage_key)
+    header = " | ".join(f"round {r.number}" for r in rounds)
+    lines += [
+        "",
+        "CPU ms per article, by stage (psutil user + system of every process of the stage, "
+        "before/after the mesh half of each round):",
+        "",
+        f"| stage | {header} | all rounds | share of mesh CPU |",
+        "|---|" + "---:|" * (len(rounds) + 2),
+    ]
+    total_articles = sum(r.articles for r in rounds)
+    mesh_cpu = sum(r.cpu.total for r in rounds)
+    for stage in stages:
+        cells = " | ".join(
+            ms_per_article(r.cpu.by_stage.get(stage, 0.0), r.articles) for r in rounds
+        )
+        pooled = sum(r.cpu.by_stage.get(stage, 0.0) for r in rounds)
+        lines.append(
+            f"| {stage} | {cells} | {ms_per_article(pooled, total_articles)} | "
+            f"{pooled / mesh_cpu * 100:.2f}% |"
+        )
+    cells = " | ".join(ms_per_article(r.cpu.total, r.articles) for r in rounds)
+    lines.append(
+        f"| **mesh, all processes** | {cells} | {ms_per_article(mesh_cpu, total_articles)} | 100% |"
+    )
+    cells = " | ".join(ms_per_article(r.ceiling_cpu, r.articles) for r in rounds)
+    ceiling_cpu = sum(r.ceiling_cpu for r in rounds)
+    lines.append(
+        f"| ceiling workers (NER only) | {cells} | {ms_per_article(ceiling_cpu, total_articles)} "
+        "| |"
+    )
+    cells = " | ".join(ms_per_article(r.load_tool_cpu, r.articles) for r in rounds)
+    tool = sum(r.load_tool_cpu for r in rounds)
+    lines.append(
+        f"| load tool (this process; not in the mesh) | {cells} | "
+        f"{ms_per_article(tool, total_articles)} | |"
+    )
+
+    ratios = [r.ratio for r in rounds]
+    cpu_ratios = [r.cpu_ratio for r in rounds]
+    others = {s: sum(r.cpu.by_stage.get(s, 0.0) for r in rounds) for s in stages}
+    non_extractor = sum(cpu for s, cpu in others.items() if s != "extractor")
+    lines += [
+        "",
+        "Summary:",
+        "",
+        "| measure | value | target |",
+        "|---|---:|---:|",
+        f"| mesh / ceiling, median of {len(rounds)} rounds | **{statistics.median(ratios):.3f}** "
+        "| >= 0.97 |",
+        f"| mesh / ceiling, lowest round | **{min(ratios):.3f}** | >= 0.93 |",
+        f"| mesh CPU / ceiling CPU per article, all rounds | **{mesh_cpu / ceiling_cpu:.3f}** "
+        "| <= 1.03 |",
+        f"| mesh CPU / ceiling CPU per article, median round | {statistics.median(cpu_ratios):.3f} "
+        "| |",
+        f"| extractor CPU / ceiling CPU per article, all rounds | "
+        f"{others.get('extractor', 0.0) / ceiling_cpu:.3f} | |",
+        f"| everything but the extractors, share of mesh CPU | "
+        f"{non_extractor / mesh_cpu * 100:.2f}% | |",
+    ]
+    for stage in stages:
+        if stage != "extractor":
+            lines.append(
+                f"| {stage}, share of mesh CPU | {others[stage] / mesh_cpu * 100:.2f}% | |"
+            )
+    # The CPU window ends when the drain is seen (the ledger reports once a second), a little
+    # after the last commit: idle time the mesh's CPU includes and the ceiling's does not.
+    tail = sum(r.drain_poll_seconds - r.mesh_seconds for r in rounds) / len(rounds)
+    tail_cpu = idle_cpu_per_second * tail * len(rounds)
+    lines += [
+        "",
+        f"The mesh's CPU window ends when the drain is seen, on average {tail:.2f} s after the "
+        f"last commit: at the idle rate measured above, about "
+        f"{ms_per_article(tail_cpu, total_articles)} ms/article "
+        f"({tail_cpu / mesh_cpu * 100:.2f}% of the mesh's CPU) is idle time counted in.",
+    ]
+    problems = [
+        f"WARNING: round {r.number} stored {r.stored} of its {r.articles} articles"
+        for r in rounds
+        if r.stored != r.articles
+    ]
+    for r in rounds:
+        for proc in r.cpu.exited:
+            problems.append(
+                f"WARNING: round {r.number}: {proc.role} (pid {proc.pid}) exited; its CPU "
+                "since the snapshot before the round is not counted"
+            )
+        for proc in r.cpu.started:
+            problems.append(
+                f"note: round {r.number}: {proc.role} (pid {proc.pid}) started during the "
+                "round; all its CPU is counted"
+            )
+    return lines + (["", *problems] if problems else [])
+
+
+def footprint_report(
+    idle: dict[int, Proc],
+    after_rounds: dict[int, Proc],
+    after_soak: dict[int, Proc] | None,
+    soak_count: int,
+    rounds_articles: int,
+) -> list[str]:
+    last = after_soak if after_soak is not None else after_rounds
+    columns = ["idle RSS MB", f"after the rounds ({rounds_articles} articles) RSS MB"]
+    if after_soak is not None:
+        columns.append(f"after the soak (+{soak_count} articles) RSS MB")
+    columns.append("growth since idle MB")
+    lines = [
+        "RSS of every mesh process (idle: after cold start and the first article):",
+        "",
+        "| process | pid | " + " | ".join(columns) + " |",
+        "|---|---:|" + "---:|" * len(columns),
+    ]
+    pids = sorted(
+        set(idle) | set(after_rounds) | set(last),
+        key=lambda pid: (
+            *stage_key((idle.get(pid) or last.get(pid) or after_rounds[pid]).stage),
+            pid,
+        ),
+    )
+    snapshots = [idle, after_rounds, *([after_soak] if after_soak is not None else [])]
+    for pid in pids:
+        proc = idle.get(pid) or after_rounds.get(pid) or last[pid]
+        cells = [mb(s[pid].rss) if pid in s else "-" for s in snapshots]
+        growth = growth_mb(last[pid].rss - idle[pid].rss) if pid in idle and pid in last else "-"
+        lines.append(f"| {proc.role} | {pid} | " + " | ".join(cells) + f" | {growth} |")
+    totals = [mb(sum(p.rss for p in s.values())) for s in snapshots]
+    growth = growth_mb(sum(p.rss for p in last.values()) - sum(p.rss for p in idle.values()))
+    lines.append(
+        "| **all mesh processes** | | "
+        + " | ".join(f"**{t}**" for t in totals)
+        + f" | **{growth}** |"
+    )
+    changed = set(idle) ^ set(last)
+    if changed:
+        lines += [
+            "",
+            f"note: {len(changed)} process(es) started or exited between the snapshots (-)",
+        ]
+    return lines
+
+
+def header(args: argparse.Namespace, settings: Settings, load_before: float) -> list[str]:
+    return [
+        f"### Interleaved rounds: {args.rounds} x {args.articles} articles, "
+        f"{args.extractors} extractors",
+        "",
+        f"`python -m bench.rounds --rounds {args.rounds} --articles {args.articles} "
+        f"--extractors {args.extractors}{f' --soak {args.soak}' if args.soak else ''}`; "
+        f"{psutil.cpu_count()} cores, Python {platform.python_version()}, "
+        f"spaCy {spacy.__version__}, {MODEL}; load average {load_before:.2f} at the start. "
+        f"One mesh, never restarted: store {settings.store}, default secure links (ipc in a "
+        f"private run folder), {settings.web_workers} frontend processes, "
+        f"{settings.savers} saver(s), **text_cache_entries = 0** (the Lee corpus has 300 "
+        "texts, cycled with distinct ids: the cache would serve the repeats without NER). "
+        f"Warmed up with {WARM_UP_ARTICLES} articles before the rounds.",
+        "",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--articles", type=int, default=1500, help="articles per round")
+    parser.add_argument("--extractors", type=int, default=2)
+    parser.add_argument("--soak", type=int, default=0, help="articles posted after the rounds")
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
+    corpus = lee_articles()
+
+    with tempfile.TemporaryDirectory(prefix="rounds-") as tmp:
+        data_dir = Path(tmp)
+        settings = isolated_settings(
+            data_dir, extractors=args.extractors, store="sqlite", text_cache_entries=0
+        )
+        log.print("cold start: ingest up --foreground")
+        running, cold = start_cold(settings, data_dir, corpus[0])
+        try:
+            circusd = find_circusd(running.process)
+            wait_for_extractors(settings, args.extractors)
+            time.sleep(SETTLE_SECONDS)
+            cold.idle = snapshot(circusd)
+            log.print(f"idle: {IDLE_SECONDS:.0f} s")
+            time.sleep(IDLE_SECONDS)
+            cold.idle_cpu = cpu_delta(cold.idle, snapshot(circusd))
+
+            warm = articles(corpus, WARM_UP_ARTICLES, "warm")
+            drained(running, post(running, warm, "warm-up", WARM_UP_ARTICLES), 600.0)
+            rounds = [
+                run_round(n, running, circusd, corpus, args.articles, args.extractors)
+                for n in range(1, args.rounds + 1)
+            ]
+            after_rounds = snapshot(circusd)
+            after_soak, soaked = None, None
+            if args.soak:
+                soaked = soak(running, corpus, args.soak)
+                after_soak = snapshot(circusd)
+        finally:
+            stop_mesh(running)
+
+    lines = header(args, settings, load_before) + cold_report(cold) + [""]
+    assert cold.idle_cpu is not None
+    lines += [*rounds_report(rounds, cold.idle_cpu.total / IDLE_SECONDS), ""]
+    lines += footprint_report(
+        cold.idle, after_rounds, after_soak, args.soak, args.rounds * args.articles
+    )
+    if soaked is not None:
+        seconds = soaked.end_to_end_seconds
+        assert seconds is not None  # drained() raised otherwise
+        lines += [
+            "",
+            f"Soak: {soaked.accepted} articles accepted, end to end (drain polled) "
+            f"{seconds:.1f} s = {soaked.accepted / seconds:.1f} articles/s; "
+            f"{soaked.retried} POSTs re-sent",
+        ]
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
