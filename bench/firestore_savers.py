@@ -107,7 +107,10 @@ def hottest_from_metrics(running: RunningMesh) -> float:
 
 def run_mesh(label: str, tmp: Path, texts: Sequence[str], count: int, **settings) -> MeshResult:
     proxy: ContentionProxy | None = settings.pop("proxy", None)
-    running = start_mesh(tmp / label.replace(" ", "-"), extractors=2, **settings)
+    # The corpus is cycled: the text cache off, so every article runs through NER.
+    running = start_mesh(
+        tmp / label.replace(" ", "-"), extractors=2, text_cache_entries=0, **settings
+    )
     try:
         running.wait_until_accepting()
         time.sleep(5)  # extractors load their model

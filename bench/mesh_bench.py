@@ -164,6 +164,9 @@ def run_mesh(
     drain_timeout = max(600.0, count / 2)
     with tempfile.TemporaryDirectory(prefix="mesh-bench-") as tmp:
         log.print(f"[bold]{label}[/]: starting a mesh with {extractors} extractors")
+        # The corpus is cycled: with the text cache on, repeats would skip NER and the mesh
+        # would not be compared with the ceiling of extracting every article.
+        overrides.setdefault("text_cache_entries", 0)
         running = start_mesh(Path(tmp), extractors=extractors, **overrides)
         try:
             wait_for_extractors(running.settings, extractors)

@@ -43,7 +43,8 @@ def main() -> int:
     args = parser.parse_args()
     corpus = lee_articles()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        running = start_mesh(Path(tmp), extractors=2)
+        # The corpus is cycled: the text cache off, so every article runs through NER.
+        running = start_mesh(Path(tmp), extractors=2, text_cache_entries=0)
         try:
             wait_for_extractors(running.settings, 2)
             posting = threading.Thread(

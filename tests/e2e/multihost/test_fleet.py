@@ -15,7 +15,7 @@ from common.control import summarize
 from services.control import mesh
 from store import open_store
 from tests.e2e.load import RetryingLoad
-from tests.e2e.multihost.conftest import API_KEY, FRONTS, Fleet
+from tests.e2e.multihost.conftest import API_KEY, DIRECT, FRONTS, Fleet
 
 ACCEPTED: dict[str, dict] = {}  # every article the fleet accepted, across the scenarios
 
@@ -32,8 +32,10 @@ def articles(corpus: list[str], tag: str, count: int, start: int = 0) -> list[di
     ]
 
 
-def load(fleet: Fleet, front: str, batch: list[dict], interval: float = 0.1) -> RetryingLoad:
-    return RetryingLoad(fleet.url(front), API_KEY, batch, batch=10, interval=interval).start()
+def load(
+    fleet: Fleet, front: str, rows: list[dict], batch: int = 10, interval: float = 0.1
+) -> RetryingLoad:
+    return RetryingLoad(fleet.url(front), API_KEY, rows, batch=batch, interval=interval).start()
 
 
 def finish(fleet: Fleet, loads: list[RetryingLoad], oracle, timeout: float = 120) -> None:
@@ -129,27 +131,94 @@ def test_sigkill_of_a_whole_host_mid_load_then_restart(fleet: Fleet, corpus, ora
     finish(fleet, loads, oracle)
 
 
-def test_a_worker_host_cut_off_for_15_seconds(fleet: Fleet, corpus, oracle):
-    """work1's link goes down mid-load: what it held comes back by lease, the rest flows
-    through work2, and work1 rejoins when the link is back."""
+def per_host(fleet: Fleet, stage: str, counter: str) -> dict[str, float]:
+    """A counter of one stage, summed per host, as control last heard it."""
+    totals: dict[str, float] = {}
+    for report in mesh.control(fleet.tester(), "status").reports:
+        if report.stage == stage:
+            totals[report.host] = totals.get(report.host, 0) + report.counters.get(counter, 0)
+    return totals
+
+
+def test_a_link_down_between_a_worker_and_a_ledger_host(fleet: Fleet, corpus, oracle):
+    """The direct link between work1 and front1 goes down for 15 s mid-load (`ip link set
+    ... down`, both ends): work1 loses front1, and only front1. It keeps taking front2's
+    articles and reporting to control on store1; front1's articles go to work2; what work1
+    held of front1's comes back by lease; afterwards work1 takes front1's articles again,
+    and every accepted article is counted once."""
+    worker, ledger = DIRECT
+    end = fleet.direct[frozenset(DIRECT)].ends[worker]
+    http = fleet.topology.ports.http
+    # By the kernel's routes, work1 reaches front1 over the direct link, the rest over the
+    # bridge (and front1 answers work1 the same way).
+    assert fleet.route_device(worker, fleet.addresses[ledger]) == end
+    assert fleet.route_device(ledger, fleet.addresses[worker]).startswith("to-")
+    for other in ("front2", "store1", "work2"):
+        assert fleet.route_device(worker, fleet.addresses[other]) == "eth0", other
+    received = fleet.received_bytes(worker, end)
+    acked = per_host(fleet, "ledger", "acknowledged")
+    # ~25 s of load (30 POSTs of 4 per frontend): it spans the whole cut.
     loads = [
-        load(fleet, front, articles(corpus, f"cut-{front}", 60, start=30 * n), interval=0.2)
+        load(fleet, front, articles(corpus, f"link-{front}", 120, start=30 * n), 4, 0.8)
         for n, front in enumerate(FRONTS)
     ]
-    time.sleep(2)
-    cut = time.monotonic()
-    fleet.link("work1", up=False)
-    try:
-        # The cut is real: work1's reports stop reaching control (live = heard within 3 s).
-        wait_for("work1 unheard", lambda: "work1" not in fleet_status(fleet).hosts, timeout=12)
-        time.sleep(max(0.0, 15 - (time.monotonic() - cut)))
-    finally:
-        fleet.link("work1", up=True)
-    finish(fleet, loads, oracle)
     wait_for(
-        "work1 reporting again",
-        lambda: fleet_status(fleet).hosts.get("work1", {}).get("extractor") == 1,
+        "front1's articles acknowledged",
+        lambda: per_host(fleet, "ledger", "acknowledged").get(ledger, 0) >= acked[ledger] + 10,
     )
+    # front1's articles reach work1 over the direct link: ~1.2 kB each, where the
+    # heartbeats alone are ~150 B/s.
+    assert fleet.received_bytes(worker, end) - received > 3_000
+
+    cut = time.monotonic()
+    fleet.cut(worker, ledger, down=True)
+    try:
+        # ZeroMQ's heartbeats drop the dead connections within ~3 s; what work1 had taken
+        # from front1 before the cut is extracted (and saved) by then.
+        time.sleep(4)
+        assert not fleet.reaches(worker, ledger, http), "work1 still reaches front1"
+        assert fleet.reaches(worker, "front2", http)
+        assert fleet.reaches("work2", ledger, http)
+        before = (
+            per_host(fleet, "extractor", "extracted"),
+            per_host(fleet, "ledger", "acknowledged"),
+        )
+        received = fleet.received_bytes(worker, end)
+        while time.monotonic() - cut < 14.5:
+            # work1 reports to control on store1 all along (live = heard within 3 s).
+            assert worker in fleet_status(fleet).hosts, "work1 unheard during the cut"
+            time.sleep(1)
+        after = (
+            per_host(fleet, "extractor", "extracted"),
+            per_host(fleet, "ledger", "acknowledged"),
+        )
+        # work1 reaches front2 only: what it extracted meanwhile is front2's; front1's
+        # articles were taken by work2 (the one worker host that reaches front1).
+        assert after[0][worker] > before[0][worker], (before, after)
+        assert after[1]["front2"] > before[1]["front2"], (before, after)
+        assert after[1][ledger] > before[1][ledger], (before, after)
+        assert fleet.received_bytes(worker, end) == received  # the link is really down
+        print(
+            f"link down: work1 extracted {after[0][worker] - before[0][worker]:.0f} of "
+            f"front2's, front1 had {after[1][ledger] - before[1][ledger]:.0f} acknowledged"
+        )
+    finally:
+        fleet.cut(worker, ledger, down=False)
+    finish(fleet, loads, oracle)
+    # work1 takes front1's articles over the direct link again.
+    assert fleet.route_device(worker, fleet.addresses[ledger]) == end
+    received = fleet.received_bytes(worker, end)
+    rejoin: list[RetryingLoad] = []
+
+    def rejoined() -> bool:
+        rows = articles(corpus, f"rejoin-{len(rejoin)}", 4, start=7 * len(rejoin))
+        rejoin.append(load(fleet, ledger, rows, 4, 0))
+        rejoin[-1].join(timeout=30)
+        time.sleep(0.5)
+        return fleet.received_bytes(worker, end) - received > 3_000
+
+    wait_for("work1 taking front1's articles again", rejoined, every=0)
+    finish(fleet, rejoin, oracle)
 
 
 def test_scale_extractors_on_one_host_under_load(fleet: Fleet, corpus, oracle):
