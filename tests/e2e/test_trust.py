@@ -27,7 +27,7 @@ import zmq
 from common.config import IPC_NAMES
 from common.control import Command, Report
 from common.control import encode as encode_control
-from common.messages import Ack, Acked, Entity, Extraction, encode, entity_key
+from common.messages import Ack, Acked, Entity, Extraction, encode, entity_key, route_key
 from services.control import mesh
 from tests.e2e.conftest import RunningMesh, assert_exactly_counted, start_mesh, stop_mesh
 
@@ -196,9 +196,14 @@ def test_bad_frames_are_dropped_and_every_process_keeps_serving(
         for field in ("results_in_endpoint", "ack_endpoint", "control_report_endpoint"):
             pushes[field] = context.socket(zmq.PUSH)
             pushes[field].connect(paths[field])
+        # Results travel as [route key, result]: the inlet passes these on undecoded, and
+        # the saver drops what does not decode; a message of another shape the inlet drops.
+        evil_key = route_key("Evil")
         for frame in (b"\x00garbage", huge_count, encode(Ack([Acked("t0", 1)]))):
-            pushes["results_in_endpoint"].send(frame)
-        pushes["results_in_endpoint"].send(unknown_ledger)
+            pushes["results_in_endpoint"].send_multipart([evil_key, frame])
+        pushes["results_in_endpoint"].send_multipart([evil_key, unknown_ledger])
+        pushes["results_in_endpoint"].send(b"one frame, no route key")
+        pushes["results_in_endpoint"].send_multipart([b"bad key", unknown_ledger])
         pushes["ack_endpoint"].send(b"\xff" * 100)
         pushes["ack_endpoint"].send(encode(Ack([Acked("no-such-article", 12345)])))
         pushes["ack_endpoint"].send(b"x" * (64 << 20))  # over MAXMSGSIZE: cut off
@@ -224,5 +229,7 @@ def test_bad_frames_are_dropped_and_every_process_keeps_serving(
     assert mesh.control(running.settings, "status").state.name == "accepting"
     saver_log = "\n".join(json.dumps(line) for line in running.log_lines("saver"))
     assert "dropped a bad frame" in saver_log and "unknown ledger" in saver_log
+    inlet_log = json.dumps(running.log_lines("saver-inlet"))
+    assert inlet_log.count("dropped a result that is not [route key, result]") == 2
     assert "dropped a malformed command" in json.dumps(running.log_lines("control"))
     assert_exactly_counted(running, accepted, oracle, publications={"After"})
