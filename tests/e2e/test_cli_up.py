@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -60,3 +62,54 @@ def test_up_prints_how_to_use_it_and_down_leaves_nothing(tmp_path: Path):
     assert not mesh.is_running(settings)
     top = run("top", "Up")
     assert top.returncode == 0 and "Angela Merkel" in top.stdout
+
+
+def test_foreground_up_stops_gracefully_on_sigterm_and_keeps_the_state(tmp_path: Path):
+    """How a container runs its share: SIGTERM to `ingest up --foreground` (PID 1's child in
+    a pod) stops every process through Circus and returns 0; with --keep-state, a restart
+    leaves a stop-writes in force (Kubernetes restarts pods on its own)."""
+    settings = isolated_settings(tmp_path)
+    env = {**os.environ, **settings.to_environ()}
+    ingest = str(Path(sys.executable).with_name("ingest"))
+    url = f"http://127.0.0.1:{settings.http_port}"
+
+    def start(*options: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [ingest, "up", "--foreground", "--extractors", "1", *options],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 120
+        while not mesh.is_running(settings) or not _healthy(url):
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "the mesh did not come up"
+            time.sleep(0.5)
+        return process
+
+    def stop(process: subprocess.Popen) -> set[int]:
+        pids = {p for s in mesh.STAGES for p in mesh.circus(settings, "list", name=s)["pids"]}
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 0
+        return {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"}
+
+    first = start()
+    mesh.set_state(settings, "stop-writes")
+    assert stop(first) == set()  # every process stopped, and circusd said it went well
+    second = start("--keep-state")
+    try:
+        deadline = time.monotonic() + 30
+        while mesh.control(settings, "status").state.name != "stopped":
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        time.sleep(2)  # long enough for a resume to have happened, had `up` sent one
+        assert mesh.control(settings, "status").state.name == "stopped"
+    finally:
+        assert stop(second) == set()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
