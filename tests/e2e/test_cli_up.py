@@ -94,6 +94,12 @@ def test_foreground_up_stops_gracefully_on_sigterm_and_keeps_the_state(tmp_path:
         return {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"}
 
     first = start()
+    # `up` resumes writes once the frontend answers: let it, or its resume could land
+    # after the stop-writes below.
+    deadline = time.monotonic() + 60
+    while mesh.control(settings, "status").state.seq < 1:
+        assert time.monotonic() < deadline, "ingest up never resumed writes"
+        time.sleep(0.2)
     mesh.set_state(settings, "stop-writes")
     assert stop(first) == set()  # every process stopped, and circusd said it went well
     second = start("--keep-state")
