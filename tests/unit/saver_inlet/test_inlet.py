@@ -23,9 +23,13 @@ PUBLICATIONS = [f"Publication {i}" for i in range(12)]
 class FakeSaver:
     """A DEALER that announces itself as a saver does and records what it gets."""
 
-    def __init__(self, context: zmq.Context, endpoint: str) -> None:
+    def __init__(self, context: zmq.Context, endpoint: str, name: bytes | None = None) -> None:
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if name is not None:
+            # A fixed identity, so the rendezvous hashing gives the same owners every run
+            # (the inlet's own savers get ids from the ROUTER).
+            self.socket.setsockopt(zmq.ROUTING_ID, name)
         self.socket.connect(endpoint)
         self.got: list[tuple[bytes, bytes]] = []
 
@@ -54,8 +58,8 @@ def inlet(tmp_path: Path) -> Iterator[tuple[zmq.Context, zmq.Socket, str]]:
         stop.set()
         thread.join(timeout=10)
         assert not thread.is_alive()
-        extractor.close(linger=0)
-        context.term()
+        # Every socket of the test's context, the savers' included, even after a failure.
+        context.destroy(linger=0)
 
 
 def send_round(extractor: zmq.Socket, n: int) -> None:
@@ -69,10 +73,10 @@ def by_saver(savers: list[FakeSaver]) -> list[set[str]]:
 
 def test_each_publication_goes_to_one_saver_and_moves_when_it_leaves(inlet):
     context, extractor, endpoint = inlet
-    savers = [FakeSaver(context, endpoint) for _ in range(3)]
+    savers = [FakeSaver(context, endpoint, f"saver-{n}".encode()) for n in range(3)]
     for saver in savers:
         saver.ready()
-    time.sleep(0.3)
+    time.sleep(0.5)
     for n in range(5):
         send_round(extractor, n)
     for saver in savers:
@@ -89,7 +93,7 @@ def test_each_publication_goes_to_one_saver_and_moves_when_it_leaves(inlet):
     for saver in savers:
         saver.got.clear()
         saver.ready()
-    time.sleep(0.3)
+    time.sleep(0.5)
     send_round(extractor, 9)
     for saver in savers:
         saver.take(1.0)
