@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import psutil
@@ -100,8 +101,16 @@ def wait_for_extractors(settings: Settings, count: int, timeout: float = 180.0) 
     raise mesh.MeshError(f"fewer than {count} extractors reported within {timeout:.0f} s")
 
 
+class MeshTarget(Protocol):
+    """What posting needs of a mesh: a RunningMesh, or bench/multihost.py's fleet."""
+
+    url: str
+    key: str
+    settings: Settings
+
+
 def post(
-    running: RunningMesh,
+    running: MeshTarget,
     rows: Iterator[Article],
     label: str,
     total: int | None,

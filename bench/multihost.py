@@ -44,13 +44,13 @@ import psutil
 import spacy
 
 from bench.ceiling import MODEL, ceiling
-from bench.mesh_bench import BATCH, CONCURRENCY, WARM_UP_ARTICLES, articles, log
+from bench.mesh_bench import WARM_UP_ARTICLES, articles, log
+from bench.mesh_bench import post as post_articles
 from bench.mesh_bench import wait_for_extractors as wait_for_local_extractors
 from common.config import Settings
-from loader.cli import run_load, wait_drained
+from loader.cli import wait_drained
 from loader.corpora import lee_articles
-from loader.poster import LoadOptions
-from loader.report import LoadResult, add_task, make_progress
+from loader.report import LoadResult
 from services.control import mesh
 from store import open_store
 from tests.e2e.conftest import start_mesh, stop_mesh
@@ -88,16 +88,7 @@ class Run:
 
 
 def post(target: Target, texts: Sequence[str], count: int, tag: str) -> LoadResult:
-    progress = make_progress(log)
-    options = LoadOptions(
-        url=target.url,
-        api_key=target.key,
-        concurrency=CONCURRENCY,
-        batch_size=BATCH,
-        max_body_bytes=target.settings.max_body_bytes,
-    )
-    rows = articles(texts, count, tag)
-    result = run_load(rows, options, progress=progress, task=add_task(progress, tag, count))
+    result = post_articles(target, articles(texts, count, tag), tag, count)
     wait_drained(target.settings, result, max(600.0, count / 2), log)
     if not result.drained or result.accepted != count:
         raise RuntimeError(f"{tag}: {result.accepted} of {count} accepted; {result.error}")

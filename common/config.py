@@ -177,17 +177,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
     def ledger_ack_endpoints(self) -> dict[str, str]:
         """Ledger id -> the endpoint its acks and failures go to (configuration only)."""
-        if not self.ledger_acks:
-            return {self.ledger_id: self.ack_endpoint}
-        pairs = (entry.partition("=") for entry in self.ledger_acks)
-        return {ledger.strip(): endpoint.strip() for ledger, _, endpoint in pairs}
+        return _by_ledger(self.ledger_acks, self.ledger_id, self.ack_endpoint)
 
     def ledger_dispatch_endpoints(self) -> dict[str, str]:
         """Ledger id -> its dispatch endpoint, which extractors connect to."""
-        if not self.ledger_dispatch:
-            return {self.ledger_id: self.dispatch_endpoint}
-        pairs = (entry.partition("=") for entry in self.ledger_dispatch)
-        return {ledger.strip(): endpoint.strip() for ledger, _, endpoint in pairs}
+        return _by_ledger(self.ledger_dispatch, self.ledger_id, self.dispatch_endpoint)
 
     def runs(self, stage: str) -> bool:
         """Whether this host runs `stage` (every stage when `stages` is empty)."""
@@ -263,6 +257,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 value = ",".join(value)
             env[ENV_PREFIX + name.upper()] = str(value)
         return env
+
+
+def _by_ledger(entries: list[str], own_id: str, own_endpoint: str) -> dict[str, str]:
+    """ "ID=ENDPOINT" entries as a mapping; none: this host's ledger only."""
+    if not entries:
+        return {own_id: own_endpoint}
+    pairs = (entry.partition("=") for entry in entries)
+    return {ledger.strip(): endpoint.strip() for ledger, _, endpoint in pairs}
 
 
 class ConfigError(ValueError):
