@@ -686,3 +686,40 @@ def test_frontends_are_probed_on_health_and_ready():
         target = _named(ref["kind"], ref["name"])
         for c in target["spec"]["template"]["spec"]["containers"]:
             assert "cpu" in c["resources"]["requests"], target["metadata"]["name"]
+
+
+def test_the_cluster_runs_the_namespace_fleets_links_on_the_same_ports():
+    """The fleet tests/e2e/multihost runs and the cluster these manifests describe differ
+    in addresses and in which stages share a host, not in links: the same ports, the same
+    endpoints, and each endpoint on a host running the stage that binds it."""
+    from pathlib import Path as _Path
+
+    from common.topology import parse_topology
+    from tests.e2e.multihost.conftest import Fleet
+
+    fleet = parse_topology(Fleet(_Path("/nonexistent"), "0", "10.77.0").topology_text())
+    cluster = load_topology(TOPOLOGY)
+    assert fleet.ports == cluster.ports
+    binder = {
+        "dispatch_endpoint": "ledger",
+        "ack_endpoint": "ledger",
+        "results_in_endpoint": "saver-inlet",
+        "results_out_endpoint": "saver-inlet",
+        "control_state_endpoint": "control",
+        "control_report_endpoint": "control",
+        "control_command_endpoint": "control",
+    }
+
+    def links(topology) -> dict[str, set[int]]:
+        """Each endpoint field -> its ports; asserting its host runs the binding stage."""
+        stages = {h.address: h.stages() for h in topology.hosts.values()}
+        found: dict[str, set[int]] = {}
+        for name in topology.hosts:
+            for field, value in topology.host_settings(name).items():
+                if field.endswith("_endpoint"):
+                    address, port = str(value).removeprefix("tcp://").rsplit(":", 1)
+                    assert binder[field] in stages[address], (field, value)
+                    found.setdefault(field, set()).add(int(port))
+        return found
+
+    assert links(fleet) == links(cluster)
