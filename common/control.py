@@ -251,12 +251,17 @@ def ask(settings: Settings, name: str, *, wait: float = 5.0, timeout: float | No
     # and a context per call would start and stop its I/O thread each time.
     sockets = MeshSockets(settings, zmq.Context.instance())
     request = sockets.connect(zmq.REQ, settings.control_command_endpoint, max_bytes=CONTROL_BYTES)
+    timeout_ms = int((timeout if timeout is not None else wait + 5.0) * 1000)
+    # A REQ whose only pipe was dropped (a refused CURVE handshake) blocks in send forever.
+    request.setsockopt(zmq.SNDTIMEO, timeout_ms)
+    unavailable = f"no answer from the control server at {settings.control_command_endpoint}"
     try:
-        request.send(encode(Command(name, wait=wait)))  # type: ignore[arg-type]
-        if not request.poll(int((timeout if timeout is not None else wait + 5.0) * 1000)):
-            raise ControlUnavailable(
-                f"no answer from the control server at {settings.control_command_endpoint}"
-            )
+        try:
+            request.send(encode(Command(name, wait=wait)))  # type: ignore[arg-type]
+        except zmq.Again:
+            raise ControlUnavailable(unavailable) from None
+        if not request.poll(timeout_ms):
+            raise ControlUnavailable(unavailable)
         reply = decode_or_drop(request.recv(), log, "control reply")
     finally:
         request.setsockopt(zmq.LINGER, 0)

@@ -42,6 +42,9 @@ class Probe:
         self.socket = self.context.socket(zmq.REQ)
         self.socket.linger = 0
         self.socket.setsockopt(zmq.REQ_RELAXED, 1)  # a request may go unanswered
+        # A refused handshake removes the socket's only pipe, and a REQ with no pipe blocks
+        # in send forever; bounded, a send that cannot go out is an answer too: refused.
+        self.socket.setsockopt(zmq.SNDTIMEO, 3000)
         if secret_file is not None:
             public, secret = zmq.auth.load_certificate(str(secret_file))
             server, _ = zmq.auth.load_certificate(str(running.settings.key_path / "server.key"))
@@ -51,7 +54,10 @@ class Probe:
         self.socket.connect(running.settings.control_command_endpoint)
 
     def answered(self, timeout_ms: int = 3000) -> bool:
-        self.socket.send(encode(Command("status")))
+        try:
+            self.socket.send(encode(Command("status")))
+        except zmq.Again:
+            return False
         if not self.socket.poll(timeout_ms):
             return False
         return isinstance(decode(self.socket.recv()), Reply)
