@@ -14,7 +14,7 @@ import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -113,6 +113,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Niceness of the extractors: NER yields the cores to the frontend, so a POST stays fast
     # while extraction saturates the machine (0 = same priority as everything else).
     extractor_nice: int = 10
+    # Strings each extractor lets spaCy's vocabulary keep for good (~600 bytes each) before
+    # every batch runs in a memory zone that frees what it added: until then the tokenizer
+    # caches the words it meets, which a zone forbids (services/extractor/ner.py). 0: every
+    # batch in a zone from the start (~5-8% more CPU per article).
+    extractor_vocabulary_strings: Annotated[int, msgspec.Meta(ge=0)] = 20_000
     # Entities of this many recent distinct texts, shared by the host's extractors
     # (<data_dir>/text-cache.sqlite3): a syndicated copy of a text extracted before is not
     # extracted again (services/extractor/cache.py). 0: no cache.

@@ -55,7 +55,12 @@ def run(settings: Settings, stop: StopFlag) -> None:
             "max_piece_chars is over spaCy's max_length: pieces over it will fail (E088)",
             extra={"max_piece_chars": settings.max_piece_chars, "max_length": nlp.max_length},
         )
-    extractor = EntityExtractor(nlp, settings.skip_labels, settings.max_piece_chars)
+    extractor = EntityExtractor(
+        nlp,
+        settings.skip_labels,
+        settings.max_piece_chars,
+        vocabulary_strings=settings.extractor_vocabulary_strings,
+    )
     cache = open_cache(settings)
 
     sockets = MeshSockets(settings)

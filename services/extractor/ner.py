@@ -1,9 +1,19 @@
 """Named-entity extraction with spaCy: NER only, batched, in memory zones, long texts in pieces.
 
 Only the `ner` component runs (it has its own tok2vec): the same entities as the full
-pipeline at about 3x the speed (docs/measurements.md). Each `nlp.pipe` call runs inside
-`nlp.memory_zone()`, so the strings a long-running process meets are freed after each call
-instead of growing the shared StringStore forever.
+pipeline at about 3x the speed (docs/measurements.md).
+
+Memory zones and the tokenizer's cache. Every string a spaCy process meets stays in its
+StringStore for good, unless the call ran inside `nlp.memory_zone()`, which frees what the
+call added. But inside a zone spaCy's tokenizer caches nothing (its cache points at
+lexemes the zone frees), so every word of every batch goes through the prefix, suffix and
+infix rules again: measured, always-in-a-zone costs ~5-8% more CPU than NER without zones
+(bench/RESULTS.md, "The extractor's memory zones"). So an extractor runs its first batches
+outside any zone, letting the vocabulary and the tokenizer's cache (spaCy caps it at
+10,000 chunks) fill with the commonest words, until the vocabulary has grown by
+`vocabulary_strings` (the setting `extractor_vocabulary_strings`, 20,000 strings, ~12 MB);
+from then on every call runs in a zone and the store stays flat. One call may overshoot
+the budget by what it adds (at most `pipe_chars` characters' worth of new words).
 
 Long texts. spaCy refuses a text over `nlp.max_length` (1,000,000 characters, error E088),
 and its memory grows with the characters one call holds (docs/measurements.md: one
@@ -17,6 +27,7 @@ measured (bench/RESULTS.md), the RSS of a call grows by ~0.75 KB per character i
 
 from __future__ import annotations
 
+import contextlib
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
@@ -199,15 +210,21 @@ class EntityExtractor:
         skip_labels: Iterable[str],
         piece_chars: int = DEFAULT_PIECE_CHARS,
         pipe_chars: int | None = None,
+        vocabulary_strings: int = 0,
     ) -> None:
         """`piece_chars`: the longest piece of a text NER sees at once; `pipe_chars`: the
-        most characters one nlp.pipe call holds (default PIPE_PIECES pieces' worth)."""
+        most characters one nlp.pipe call holds (default PIPE_PIECES pieces' worth);
+        `vocabulary_strings`: how many strings the vocabulary may gain for good before every
+        call runs in a memory zone (0: always in a zone; see the module's docstring)."""
         if piece_chars < 1:
             raise ValueError(f"piece_chars must be at least 1, not {piece_chars}")
+        if vocabulary_strings < 0:
+            raise ValueError(f"vocabulary_strings must be 0 or more, not {vocabulary_strings}")
         self.nlp = nlp
         self.skip_labels = frozenset(skip_labels)
         self.piece_chars = piece_chars
         self.pipe_chars = pipe_chars or piece_chars * PIPE_PIECES
+        self.vocabulary_limit = len(nlp.vocab.strings) + vocabulary_strings
 
     def extract(self, texts: Sequence[str]) -> list[list[Entity]]:
         """The distinct entities of each text, with their number of occurrences.
@@ -224,11 +241,18 @@ class EntityExtractor:
         ]
         lengths = [len(piece) for _, piece in pieces]
         for group in pipe_groups(pieces, lengths, self.pipe_chars):
-            with self.nlp.memory_zone():
+            with self._zone():
                 docs = self.nlp.pipe([piece for _, piece in group], batch_size=len(group))
                 for (owner, _), doc in zip(group, docs, strict=True):
                     self._count(doc.ents, found[owner])
         return [[Entity(*fields) for fields in counts.values()] for counts in found]
+
+    def _zone(self) -> contextlib.AbstractContextManager:
+        """No zone while the vocabulary is under its limit (what the call adds stays, and
+        the tokenizer caches it), else a memory zone (what the call adds is freed)."""
+        if len(self.nlp.vocab.strings) < self.vocabulary_limit:
+            return contextlib.nullcontext()
+        return self.nlp.memory_zone()
 
     def _count(self, spans: Iterable, found: dict[str, list]) -> None:
         """Add the entities of `spans` to `found` (key -> [key, text, label, count]); the

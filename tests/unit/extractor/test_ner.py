@@ -46,12 +46,51 @@ def test_one_result_per_text_in_order(extractor: EntityExtractor, corpus):
 
 
 def test_memory_zone_keeps_the_string_store_flat(extractor: EntityExtractor, corpus):
-    extractor.extract(corpus[:50])
+    always_in_zones = EntityExtractor(extractor.nlp, extractor.skip_labels, vocabulary_strings=0)
+    always_in_zones.extract(corpus[:50])
     before = len(extractor.nlp.vocab.strings)
     for start in range(50, 300, 50):
-        extractor.extract(corpus[start : start + 50])
+        always_in_zones.extract(corpus[start : start + 50])
     # Without memory zones, 250 unseen articles add thousands of strings.
     assert len(extractor.nlp.vocab.strings) - before < 100
+
+
+def _unseen_texts(tag: str, count: int) -> list[str]:
+    """Texts whose names no vocabulary has met: each adds a few strings of its own."""
+    return [
+        f"Mr Zq{tag}{i}ander met Wx{tag}{i}olin of Plimco{tag}{i} in Sydney on Monday."
+        for i in range(count)
+    ]
+
+
+def test_the_vocabulary_grows_to_its_budget_then_stays_flat(extractor: EntityExtractor):
+    strings = extractor.nlp.vocab.strings
+    budgeted = EntityExtractor(extractor.nlp, extractor.skip_labels, vocabulary_strings=100)
+    start = len(strings)
+    texts = _unseen_texts("budget", 200)
+    batches = [texts[i : i + 20] for i in range(0, len(texts), 20)]
+    growth = []
+    for batch in batches:
+        budgeted.extract(batch)
+        growth.append(len(strings) - start)
+    # Outside zones first (the strings stay, so the tokenizer may cache them), up to the
+    # budget and at most one call beyond it; then every call in a zone, the store flat.
+    assert 100 <= growth[-1] < 100 + 20 * 10
+    reached = next(i for i, grown in enumerate(growth) if grown >= 100)
+    assert reached < len(batches) - 2
+    assert growth[reached:] == [growth[reached]] * (len(batches) - reached)
+
+
+def test_zones_or_not_the_entities_are_the_same(extractor: EntityExtractor, corpus):
+    texts = [*corpus[:40], *_unseen_texts("same", 20)]
+    outside = EntityExtractor(extractor.nlp, extractor.skip_labels, vocabulary_strings=10**9)
+    inside = EntityExtractor(extractor.nlp, extractor.skip_labels, vocabulary_strings=0)
+    assert outside.extract(texts) == inside.extract(texts)
+
+
+def test_a_negative_vocabulary_budget_is_refused(extractor: EntityExtractor):
+    with pytest.raises(ValueError, match="0 or more"):
+        EntityExtractor(extractor.nlp, [], vocabulary_strings=-1)
 
 
 def test_normalise():
