@@ -37,8 +37,17 @@ REPORT_SECONDS = 1.0
 
 
 class State(msgspec.Struct, frozen=True, tag="state.v1"):
+    """The pipeline state (`name`, changed at `seq`), as control broadcasts it.
+
+    `look` counts the "look" commands this control server has taken since it started
+    (`boot`, random per start): a ledger reports, with each look at its journal, the
+    (boot, look) it had heard before it, so a drain knows which looks are newer than
+    itself without comparing clocks (services/control/mesh.py, `drain`)."""
+
     name: StateName
     seq: int
+    look: int = 0
+    boot: int = 0
 
 
 class Report(msgspec.Struct, frozen=True, tag="report.v1"):
@@ -52,10 +61,11 @@ class Report(msgspec.Struct, frozen=True, tag="report.v1"):
 
 
 class Command(msgspec.Struct, frozen=True, tag="command.v1"):
-    """stop-writes | resume | drain | status | down. `wait` bounds how long to wait for
-    the frontends to confirm a new state (down: for every other host to stop)."""
+    """stop-writes | resume | drain | status | down | look. `wait` bounds how long to wait
+    for the frontends to confirm a new state (down: for every other host to stop). `look`
+    asks every ledger for a look at its journal newer than the command (State.look)."""
 
-    name: Literal["stop-writes", "resume", "drain", "status", "down"]
+    name: Literal["stop-writes", "resume", "drain", "status", "down", "look"]
     wait: float = 5.0
 
 
@@ -132,6 +142,12 @@ class ControlLink:
         """The seq of the last state heard (-1: none yet)."""
         state = self.state
         return state.seq if state else -1
+
+    def heard_look(self) -> dict[str, float]:
+        """The (boot, look) of the last state heard, as report counters: read it before
+        looking at something, and report both together (State's docstring)."""
+        state = self.state
+        return {"look_boot": state.boot, "look": state.look} if state else {}
 
     def accepting(self) -> tuple[bool, str]:
         """(True, "") when writes may be accepted; else (False, why)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,13 +82,20 @@ class Pipeline:
     def __init__(self, state_file: StateFile, now: Callable[[], float] = time.monotonic) -> None:
         self._file = state_file
         self._now = now
-        self.state = state_file.load()
+        # Looks are counted per start (boot): nothing about them is kept in the file.
+        saved = state_file.load()
+        self.state = State(saved.name, saved.seq, look=0, boot=secrets.randbits(31) + 1)
         self._reports: dict[tuple[str, str, int], tuple[Report, float]] = {}
 
     def change(self, name: StateName) -> State:
-        self.state = State(name, self.state.seq + 1)
-        self._file.save(self.state)
+        self.state = msgspec.structs.replace(self.state, name=name, seq=self.state.seq + 1)
+        self._file.save(State(self.state.name, self.state.seq))
         log.info("state changed", extra={"state": name, "seq": self.state.seq})
+        return self.state
+
+    def new_look(self) -> State:
+        """Count a "look" command: every ledger's next look at its journal follows it."""
+        self.state = msgspec.structs.replace(self.state, look=self.state.look + 1)
         return self.state
 
     def record(self, report: Report) -> None:
@@ -176,10 +184,10 @@ def run(settings: Settings, stop: StopFlag) -> None:
                     next_broadcast = 0.0
                     continue
                 answer = _handle(pipeline, command, identity, pending)
+                if isinstance(command, Command) and command.name in ("look", *COMMAND_STATES):
+                    next_broadcast = 0.0  # a new state or look: publish it now
                 if answer is not None:
                     commands.send_multipart([identity, b"", encode(answer)])
-                    continue
-                next_broadcast = 0.0  # a new state: publish it now
 
             # State changes waiting for every live frontend to confirm.
             for wait in list(pending):
@@ -256,6 +264,8 @@ def _handle(
         return Reply(False, pipeline.state, f"not a command: {command}")
     if command.name == "status":
         return Reply(True, pipeline.state, "", pipeline.live())
+    if command.name == "look":
+        return Reply(True, pipeline.new_look())
     state = pipeline.change(COMMAND_STATES[command.name])
     pending.append(Pending(identity, state.seq, time.monotonic() + command.wait))
     return None

@@ -15,7 +15,7 @@ import httpx
 from circus.client import CircusClient
 
 from common.config import Settings
-from common.control import ControlUnavailable, Reply, ask
+from common.control import ControlUnavailable, Reply, Report, State, ask
 from common.security import ensure_private_dir
 from common.sockets import nobody_listens
 
@@ -246,31 +246,25 @@ def drain(
     it was read in one snapshot with its journal's gate at that seq or later. The gate was
     closed then, so no article can join the journal afterwards: drained means drained.
     With `since_seq=None` (writes go on; e.g. `ingest load --wait` waiting for what it
-    posted), a zero counts only from a look the ledger took after this call began. No
-    clock is compared either way, so hosts need not agree on the time.
+    posted), a zero counts only from a look the ledger took after this call began: the call
+    first asks control for a new look (State.look), and a ledger reports with each look the
+    last one it had heard before it. No clock is compared, so hosts need not agree on the
+    time, and no count of reports is trusted either (a ledger's reports may lag its looks).
     """
     started = time.monotonic()
     left, last_progress = -1, 0.0
-    # Each ledger's look count when this call first heard of it. A zero counts only from
-    # the second look after that: the next report may have been read before this call began
-    # and sent just after (a ledger starved of CPU), the one after it cannot. A ledger first
-    # heard of mid-way (its reports were late, or it restarted) starts from its count then,
-    # never from 0. (Seen: with a baseline of 0 for a ledger absent from the first status,
-    # `ingest load --wait` took a report older than its last POSTs for a drained journal.)
-    looks_at_start: dict[tuple[str, int], float] = {}
+    asked = control(settings, "look").state if since_seq is None else None
     while time.monotonic() - started < timeout:
-        ledgers = [r for r in control(settings, "status").reports if r.stage == "ledger"]
-        for r in ledgers:
-            looks_at_start.setdefault((r.host, r.pid), r.counters.get("journal_looks", 0))
+        reply = control(settings, "status")
+        if asked is not None and reply.state.boot != asked.boot:
+            asked = control(settings, "look").state  # control restarted: ask its successor
+        ledgers = [r for r in reply.reports if r.stage == "ledger"]
         if ledgers:
             left = sum(int(r.counters.get("backlog", 0)) for r in ledgers)
-            if since_seq is not None:
+            if asked is None:
                 settled = all(r.counters.get("journal_gate_seq", -1) >= since_seq for r in ledgers)
             else:
-                settled = all(
-                    r.counters.get("journal_looks", 0) >= looks_at_start[(r.host, r.pid)] + 2
-                    for r in ledgers
-                )
+                settled = all(_looked_after(r, asked) for r in ledgers)
             if settled and left == 0:
                 return 0
         if progress and left > 0 and time.monotonic() - last_progress >= 1.0:
@@ -278,6 +272,12 @@ def drain(
             progress(left, time.monotonic() - started)
         time.sleep(0.25)
     return left if left != 0 else 1  # a zero not yet confirmed by a settled look
+
+
+def _looked_after(report: Report, asked: State) -> bool:
+    """Whether the ledger's last reported look followed the look request `asked`."""
+    counters = report.counters
+    return counters.get("look_boot") == asked.boot and counters.get("look", -1) >= asked.look
 
 
 def scale(settings: Settings, stage: str, count: int) -> tuple[int, int]:

@@ -66,7 +66,10 @@ def run(settings: Settings, stop: StopFlag) -> None:
             # Leases that ran out: send again, before anything new.
             if time.monotonic() >= next_scan:
                 next_scan = time.monotonic() + EXPIRY_SCAN_SECONDS
-                snapshot = ledger.counters()
+                # The look control asked for last, heard before this look: a drain believes
+                # a zero only from a look that follows its own request (mesh.drain).
+                heard = control.heard_look()
+                snapshot = {**heard, **ledger.counters()}
                 resends = ledger.due()
                 if resends:
                     log.warning(

@@ -108,7 +108,6 @@ class Ledger:
             "acks_refused": 0,
         }
         self._buried_tokens: dict[str, set[int]] = {}
-        self.journal_looks = 0
         self.done = 0  # in-flight articles that left the queue (acknowledged or set aside)
         self._last_progress = now()
         self._rate = AckRate(now)
@@ -277,7 +276,6 @@ class Ledger:
     def counters(self) -> dict[str, float]:
         """What the ledger reports to control: the journal backlog and its own counts."""
         backlog = self.journal.backlog()
-        self.journal_looks += 1
         dead_letters = self.journal.dead_letter_count()
         metrics.BACKLOG.set(backlog.articles)
         metrics.OLDEST_AGE.set(backlog.oldest_age_seconds or 0.0)
@@ -287,7 +285,6 @@ class Ledger:
             # The backlog was counted in one snapshot with the gate at this seq: once the
             # gate is closed, drain can trust a zero from a look at or after its seq.
             "journal_gate_seq": backlog.gate_seq,
-            "journal_looks": self.journal_looks,  # a drain waits for a look newer than itself
             "backlog": backlog.articles,
             "oldest_age_seconds": backlog.oldest_age_seconds or 0.0,
             "dead_letters": dead_letters,
