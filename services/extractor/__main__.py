@@ -66,7 +66,9 @@ def run(settings: Settings, stop: StopFlag) -> None:
     sockets = MeshSockets(settings)
     # One PULL connected to every ledger: ZeroMQ fair-queues between them, and a ledger
     # that is away only stops its own share (its articles wait in its journal).
-    inbox = sockets.connect_all(zmq.PULL, list(settings.ledger_dispatch_endpoints().values()))
+    inbox = sockets.connect_all(
+        zmq.PULL, list(settings.ledger_dispatch_endpoints().values()), hwm=settings.batch_size
+    )
     outbox = sockets.connect(zmq.PUSH, settings.results_in_endpoint)
     outbox.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
     replies = LedgerReplies(sockets, settings.ledger_ack_endpoints())

@@ -26,10 +26,15 @@ from services.frontend.ledger.dispatcher import EXPIRY_SCAN_SECONDS, Ledger
 
 log = logging.getLogger("ledger")
 
+DISPATCH_CHUNK = 64  # journal rows read at once for dispatch
+
 
 def run(settings: Settings, stop: StopFlag) -> None:
     sockets = MeshSockets(settings)
-    dispatch = sockets.bind(zmq.PUSH, settings.dispatch_endpoint, hwm=settings.window)
+    # A short queue per extractor (and a short inbox in each): articles wait in the journal
+    # until an extractor has room, not in the queue of one that is busy, so the last of a
+    # burst is shared out evenly (docs/architecture.md, "Dispatch and extraction cost").
+    dispatch = sockets.bind(zmq.PUSH, settings.dispatch_endpoint, hwm=settings.batch_size)
     replies = sockets.bind(zmq.PULL, settings.ack_endpoint)
 
     journal = Journal(settings.journal_path, synchronous=settings.journal_synchronous)
@@ -79,8 +84,9 @@ def run(settings: Settings, stop: StopFlag) -> None:
                     )
                     _send(dispatch, ledger, resends, settings.ledger_id)
 
-            # Journaled articles never sent, as far as the window allows.
-            _send(dispatch, ledger, ledger.fresh(), settings.ledger_id)
+            # Journaled articles never sent, as far as the window allows and while an
+            # extractor has room.
+            _send_fresh(dispatch, ledger, settings.ledger_id)
     finally:
         control.stop()
         sockets.close()
@@ -101,8 +107,20 @@ def _drain(socket: zmq.Socket) -> list[Message]:
             messages.append(message)
 
 
-def _send(socket: zmq.Socket, ledger: Ledger, rows: list[Row], ledger_id: str) -> None:
-    """Send what the extractors take now, each with a fresh token, and record it."""
+def _send_fresh(socket: zmq.Socket, ledger: Ledger, ledger_id: str) -> None:
+    """Send never-dispatched rows while the extractors take them, reading the journal in
+    chunks and only while the socket has room: with a short send queue (batch_size) most
+    polls find it full, and reading a window's worth of rows each time cost more than the
+    rest of the ledger's work."""
+    while socket.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
+        rows = ledger.fresh(limit=DISPATCH_CHUNK)
+        if not rows or _send(socket, ledger, rows, ledger_id) < len(rows):
+            return
+
+
+def _send(socket: zmq.Socket, ledger: Ledger, rows: list[Row], ledger_id: str) -> int:
+    """Send what the extractors take now, each with a fresh token, and record it; returns
+    how many rows went."""
     sent, tokens = [], []
     for row in rows:
         token = ledger.token()
@@ -114,6 +132,7 @@ def _send(socket: zmq.Socket, ledger: Ledger, rows: list[Row], ledger_id: str) -
         sent.append(row)
         tokens.append(token)
     ledger.sent(sent, tokens)
+    return len(sent)
 
 
 def main() -> None:

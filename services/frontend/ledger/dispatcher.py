@@ -115,9 +115,12 @@ class Ledger:
         self._wall = wall
         self._jitter = jitter
 
-    def fresh(self) -> list[Row]:
-        """Journal rows never dispatched, as many as the window allows."""
+    def fresh(self, limit: int | None = None) -> list[Row]:
+        """Journal rows never dispatched, as many as the window allows (and at most
+        `limit`)."""
         credit = self.window - len(self.in_flight)
+        if limit is not None:
+            credit = min(credit, limit)
         return self.journal.after(self.cursor, credit) if credit > 0 else []
 
     def due(self) -> list[Row]:
