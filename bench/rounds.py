@@ -1,7 +1,8 @@
 """Interleaved rounds on one long-running mesh, CPU per article of every process, cold start
 and footprint (issue 15, targets 1 and 4), in one run.
 
-    .venv/bin/python -m bench.rounds --rounds 5 --articles 1500 [--soak 20000]
+    .venv/bin/python -m bench.rounds --rounds 5 --articles 1500 [--soak 20000] \
+        [--store {sqlite,firestore}]
 
 1. Cold start: `ingest up --foreground` (what `make run` runs, kept as this benchmark's
    child so it can always stop it) in a temporary data folder with a free HTTP port, timed
@@ -23,6 +24,15 @@ and footprint (issue 15, targets 1 and 4), in one run.
 3. Footprint: the RSS of every process again after the rounds, and after --soak more
    articles when asked, beside the idle figures, so growth over a long run shows.
 
+--store firestore runs the same on the Firestore store, against Google's emulator
+(`gcloud emulators firestore start`, store/emulator.py), started by this benchmark before the
+mesh and outside it (not as the mesh's Circus watcher), so that its JVM, a stand-in for a
+managed service, is not counted as the mesh's CPU: the mesh's figures stay comparable with
+SQLite's. The emulator's own CPU per article is reported beside them, as context. Commit
+times are then the markers' `committed_at` in Firestore (the server's request time). No
+emulator (no gcloud, or it does not start): the benchmark stops with an error, it does not
+fall back to SQLite.
+
 Wall time on a shared 2-core machine is noisy, CPU time much less: the summary gives both.
 Prints Markdown tables on stdout (paste into bench/RESULTS.md); progress on stderr.
 """
@@ -39,7 +49,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,8 +70,10 @@ from bench.mesh_bench import (
 from common.config import Settings
 from loader.corpora import lee_articles
 from loader.report import LoadResult
+from store.emulator import EmulatorFailed, EmulatorUnavailable, FirestoreEmulator
 from tests.e2e.conftest import RunningMesh, isolated_settings, stop_mesh
 
+STORES = ("sqlite", "firestore")
 IDLE_SECONDS = 10.0
 SETTLE_SECONDS = 3.0  # after the first article: let the last commits and reports pass
 COLD_TIMEOUT = 300.0
@@ -173,6 +185,78 @@ def own_cpu() -> float:
     return times.user + times.system
 
 
+# --- The Firestore emulator: beside the mesh, not in it -----------------------------------
+
+EMULATOR_ROW = "Firestore emulator (Google's stand-in; not the mesh)"
+
+
+def emulator_cpu(emulator: FirestoreEmulator) -> dict[int, float]:
+    """CPU seconds (user + system) of the emulator's processes: the `gcloud` wrapper this
+    process started and its descendants, the JVM among them."""
+    found: dict[int, float] = {}
+    with contextlib.suppress(psutil.NoSuchProcess):
+        wrapper = psutil.Process(emulator.process.pid)
+        for process in [wrapper, *wrapper.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                found[process.pid] = times.user + times.system
+    return found
+
+
+def outside_cpu(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def check_outside_mesh(mesh: dict[int, Proc], emulator: FirestoreEmulator | None) -> None:
+    """The emulator is this process's child, not circusd's, so snapshot() must not see it;
+    if it ever did, its JVM would be counted as mesh CPU and the rows below double-count."""
+    if emulator is None:
+        return
+    shared = set(mesh) & set(emulator_cpu(emulator))
+    if shared:
+        raise RuntimeError(f"emulator processes {sorted(shared)} counted as mesh processes")
+
+
+# --- Commit times from the store ---------------------------------------------------------
+
+CommitTimes = Callable[[list[str]], dict[str, float]]  # article ids -> committed_at (POSIX)
+
+
+@contextlib.contextmanager
+def commit_times(running: RunningMesh) -> Iterator[CommitTimes]:
+    """How to read the commit time of articles from the mesh's store: {id: committed_at}
+    for those of the ids that are committed.
+
+    Either store stamps the commit with its own clock: SQLite with the saver's, the emulator
+    with the JVM's. Both run on this host, so both are this host's wall clock, the clock
+    run_round() converts the first POST's time to."""
+    if running.settings.store == "sqlite":
+        yield lambda ids: committed_at(running, ids)
+        return
+    # Imported here: the Google client (grpc, protobuf) is of no use to a SQLite run.
+    from store.firestore import open_client
+    from store.firestore.ids import document_id, marker_path
+    from store.firestore.reader import existing_documents
+
+    # The store's own client, opened from the mesh's settings as the savers open theirs
+    # (project, database, emulator address).
+    client = open_client(running.settings)
+
+    def markers(ids: list[str]) -> dict[str, float]:
+        # An article's marker is articles/{document_id(id)}; committed_at is the server's
+        # REQUEST_TIME of the commit that created it (store/firestore/writer.py).
+        by_path = {marker_path(document_id(i)): i for i in ids}
+        return {
+            by_path[snapshot.reference.path]: snapshot.get("committed_at").timestamp()
+            for snapshot in existing_documents(client, list(by_path), ["committed_at"])
+        }
+
+    try:
+        yield markers
+    finally:
+        client.close()
+
+
 # --- Cold start --------------------------------------------------------------------------
 
 
@@ -182,6 +266,7 @@ class ColdStart:
     first_counted: float  # ... to that article's counts readable
     idle: dict[int, Proc] = field(default_factory=dict)
     idle_cpu: CpuDelta | None = None
+    idle_emulator_cpu: float | None = None  # --store firestore: the emulator, same 10 s
 
 
 def start_cold(settings: Settings, data_dir: Path, text: str) -> tuple[RunningMesh, ColdStart]:
@@ -254,6 +339,7 @@ class Round:
     stored: int  # the round's articles with a marker in the store
     cpu: CpuDelta
     load_tool_cpu: float  # this process (the load tool's threads), not in the mesh
+    emulator_cpu: float | None  # --store firestore: the emulator's processes, not in the mesh
     load_average: float  # 1 min, before the round's ceiling
 
     @property
@@ -273,13 +359,15 @@ class Round:
         return self.cpu.total / self.ceiling_cpu
 
 
-def all_committed(running: RunningMesh, ids: list[str], timeout: float = 600.0) -> dict[str, float]:
+def all_committed(
+    commits_of: CommitTimes, ids: list[str], timeout: float = 600.0
+) -> dict[str, float]:
     """The commit time of every article, once all are committed. The drain seen through
     control's reports has once come back before the last article of a sub-second burst
     was even dispatched (round 3 of a run: no marker at all); the store's markers are the
     truth, so wait for them."""
     deadline = time.monotonic() + timeout
-    while len(commits := committed_at(running, ids)) < len(ids):
+    while len(commits := commits_of(ids)) < len(ids):
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {len(commits)} of {len(ids)} committed after {timeout} s")
         time.sleep(0.2)
@@ -290,6 +378,8 @@ def run_round(
     number: int,
     running: RunningMesh,
     circusd: psutil.Process,
+    commits_of: CommitTimes,
+    emulator: FirestoreEmulator | None,
     corpus: Sequence[str],
     count: int,
     extractors: int,
@@ -302,11 +392,13 @@ def run_round(
     tag = f"round{number}"
     log.print(f"round {number}: mesh, {count} articles")
     wall_offset = time.time() - time.monotonic()  # committed_at is wall clock, started is not
+    emulator_before = emulator_cpu(emulator) if emulator is not None else {}
     before, tool_before = snapshot(circusd), own_cpu()
     result = post(running, articles(corpus, count, tag), f"round {number}: mesh", count)
     drained(running, result, max(600.0, count / 2))
-    commits = all_committed(running, [f"{tag}-{i}" for i in range(count)])
+    commits = all_committed(commits_of, [f"{tag}-{i}" for i in range(count)])
     after, tool_after = snapshot(circusd), own_cpu()
+    emulator_after = emulator_cpu(emulator) if emulator is not None else {}
     drain_poll = result.end_to_end_seconds
     assert drain_poll is not None  # drained() raised otherwise
     return Round(
@@ -319,6 +411,9 @@ def run_round(
         stored=len(commits),
         cpu=cpu_delta(before, after),
         load_tool_cpu=tool_after - tool_before,
+        emulator_cpu=(
+            outside_cpu(emulator_before, emulator_after) if emulator is not None else None
+        ),
         load_average=load_average,
     )
 
@@ -366,10 +461,13 @@ def cold_report(cold: ColdStart) -> list[str]:
     lines.append(
         f"| **all mesh processes** | **{total:.3f}** | **{total / IDLE_SECONDS * 100:.2f}** |"
     )
+    if cold.idle_emulator_cpu is not None:
+        cpu = cold.idle_emulator_cpu
+        lines.append(f"| {EMULATOR_ROW} | {cpu:.3f} | {cpu / IDLE_SECONDS * 100:.2f} |")
     return lines
 
 
-def rounds_report(rounds: list[Round], idle_cpu_per_second: float) -> list[str]:
+def rounds_report(rounds: list[Round], idle_cpu_per_second: float, store: str) -> list[str]:
     lines = [
         "Rounds (ceiling, then mesh, on the same texts; one mesh throughout):",
         "",
@@ -422,11 +520,22 @@ def rounds_report(rounds: list[Round], idle_cpu_per_second: float) -> list[str]:
         f"| load tool (this process; not in the mesh) | {cells} | "
         f"{ms_per_article(tool, total_articles)} | |"
     )
+    emulator_cpus = [r.emulator_cpu for r in rounds if r.emulator_cpu is not None]
+    if len(emulator_cpus) == len(rounds):
+        cells = " | ".join(
+            ms_per_article(cpu, r.articles) for cpu, r in zip(emulator_cpus, rounds, strict=True)
+        )
+        lines.append(
+            f"| {EMULATOR_ROW} | {cells} | {ms_per_article(sum(emulator_cpus), total_articles)} | |"
+        )
 
     ratios = [r.ratio for r in rounds]
     cpu_ratios = [r.cpu_ratio for r in rounds]
     others = {s: sum(r.cpu.by_stage.get(s, 0.0) for r in rounds) for s in stages}
     non_extractor = sum(cpu for s, cpu in others.items() if s != "extractor")
+    # Issue 15's targets are for the embedded store; on the emulator every commit is a gRPC
+    # call to a JVM sharing the two cores, so the rate is held to a lower bar.
+    median_target, lowest_target = (">= 0.97", ">= 0.93") if store == "sqlite" else (">= 0.90", "")
     lines += [
         "",
         "Summary:",
@@ -434,8 +543,8 @@ def rounds_report(rounds: list[Round], idle_cpu_per_second: float) -> list[str]:
         "| measure | value | target |",
         "|---|---:|---:|",
         f"| mesh / ceiling, median of {len(rounds)} rounds | **{statistics.median(ratios):.3f}** "
-        "| >= 0.97 |",
-        f"| mesh / ceiling, lowest round | **{min(ratios):.3f}** | >= 0.93 |",
+        f"| {median_target} |",
+        f"| mesh / ceiling, lowest round | **{min(ratios):.3f}** | {lowest_target} |",
         f"| mesh CPU / ceiling CPU per article, all rounds | **{mesh_cpu / ceiling_cpu:.3f}** "
         "| <= 1.03 |",
         f"| mesh CPU / ceiling CPU per article, median round | {statistics.median(cpu_ratios):.3f} "
@@ -528,15 +637,23 @@ def footprint_report(
 
 
 def header(args: argparse.Namespace, settings: Settings, load_before: float) -> list[str]:
+    options = (f" --soak {args.soak}" if args.soak else "") + (
+        f" --store {args.store}" if args.store != "sqlite" else ""
+    )
+    store = {
+        "sqlite": "SQLite",
+        "firestore": "Firestore, on Google's emulator (started before the mesh, outside it: "
+        "not in the mesh's CPU or RSS)",
+    }[settings.store]
     return [
         f"### Interleaved rounds: {args.rounds} x {args.articles} articles, "
-        f"{args.extractors} extractors",
+        f"{args.extractors} extractors, {settings.store} store",
         "",
         f"`python -m bench.rounds --rounds {args.rounds} --articles {args.articles} "
-        f"--extractors {args.extractors}{f' --soak {args.soak}' if args.soak else ''}`; "
+        f"--extractors {args.extractors}{options}`; "
         f"{psutil.cpu_count()} cores, Python {platform.python_version()}, "
         f"spaCy {spacy.__version__}, {MODEL}; load average {load_before:.2f} at the start. "
-        f"One mesh, never restarted: store {settings.store}, default secure links (ipc in a "
+        f"One mesh, never restarted: store {store}, default secure links (ipc in a "
         f"private run folder), {settings.web_workers} frontend processes, "
         f"{settings.savers} saver(s), **text_cache_entries = 0** (the Lee corpus has 300 "
         "texts, cycled with distinct ids: the cache would serve the repeats without NER). "
@@ -551,33 +668,68 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--articles", type=int, default=1500, help="articles per round")
     parser.add_argument("--extractors", type=int, default=2)
     parser.add_argument("--soak", type=int, default=0, help="articles posted after the rounds")
+    parser.add_argument(
+        "--store",
+        choices=STORES,
+        default="sqlite",
+        help="firestore: on Google's emulator, started here, outside the mesh",
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
     corpus = lee_articles()
 
-    with tempfile.TemporaryDirectory(prefix="rounds-") as tmp:
-        data_dir = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        emulator: FirestoreEmulator | None = None
+        store_settings: dict[str, object] = {"store": args.store}
+        if args.store == "firestore":
+            log.print("Firestore emulator: starting")
+            try:
+                emulator = stack.enter_context(FirestoreEmulator.start())
+            except (EmulatorUnavailable, EmulatorFailed) as exc:
+                # No fallback to SQLite: a run asked for Firestore reports Firestore or nothing.
+                log.print(f"--store firestore: no Firestore emulator: {exc}", markup=False)
+                return 1
+            store_settings |= {
+                "firestore_project": emulator.project,
+                "firestore_emulator_host": emulator.host,
+            }
+        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rounds-")))
         settings = isolated_settings(
-            data_dir, extractors=args.extractors, store="sqlite", text_cache_entries=0
+            data_dir, extractors=args.extractors, text_cache_entries=0, **store_settings
         )
         log.print("cold start: ingest up --foreground")
         running, cold = start_cold(settings, data_dir, corpus[0])
         try:
+            commits_of = stack.enter_context(commit_times(running))
             circusd = find_circusd(running.process)
             wait_for_extractors(settings, args.extractors)
             time.sleep(SETTLE_SECONDS)
+            emulator_idle = emulator_cpu(emulator) if emulator is not None else {}
             cold.idle = snapshot(circusd)
+            check_outside_mesh(cold.idle, emulator)
             log.print(f"idle: {IDLE_SECONDS:.0f} s")
             time.sleep(IDLE_SECONDS)
             cold.idle_cpu = cpu_delta(cold.idle, snapshot(circusd))
+            if emulator is not None:
+                cold.idle_emulator_cpu = outside_cpu(emulator_idle, emulator_cpu(emulator))
 
             warm = articles(corpus, WARM_UP_ARTICLES, "warm")
             drained(running, post(running, warm, "warm-up", WARM_UP_ARTICLES), 600.0)
             rounds = [
-                run_round(n, running, circusd, corpus, args.articles, args.extractors)
+                run_round(
+                    n,
+                    running,
+                    circusd,
+                    commits_of,
+                    emulator,
+                    corpus,
+                    args.articles,
+                    args.extractors,
+                )
                 for n in range(1, args.rounds + 1)
             ]
             after_rounds = snapshot(circusd)
+            check_outside_mesh(after_rounds, emulator)
             after_soak, soaked = None, None
             if args.soak:
                 soaked = soak(running, corpus, args.soak)
@@ -587,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
 
     lines = header(args, settings, load_before) + cold_report(cold) + [""]
     assert cold.idle_cpu is not None
-    lines += [*rounds_report(rounds, cold.idle_cpu.total / IDLE_SECONDS), ""]
+    lines += [*rounds_report(rounds, cold.idle_cpu.total / IDLE_SECONDS, args.store), ""]
     lines += footprint_report(
         cold.idle, after_rounds, after_soak, args.soak, args.rounds * args.articles
     )
