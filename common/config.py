@@ -136,6 +136,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # many articles one commit takes at most. On Firestore each publication is committed on
     # its own, at most firestore_document_writes_per_second times a second.
     flush_seconds: float = 0.25
+    # ... or sooner, once no result has arrived for this long (extractors send a batch's
+    # results back to back): the end of a burst is counted at once. 0: always flush_seconds.
+    flush_quiet_seconds: Annotated[float, msgspec.Meta(ge=0)] = 0.05
     flush_max_articles: int = 256
     # Firestore store: a project id, then either the emulator's host:port or real Google
     # credentials (Application Default Credentials).

@@ -59,6 +59,7 @@ def schedule_for(settings: Settings) -> CommitSchedule:
         min_interval=1.0 / settings.firestore_document_writes_per_second if firestore else 0.0,
         gather_seconds=settings.flush_seconds,
         max_articles=settings.flush_max_articles,
+        quiet_seconds=settings.flush_quiet_seconds,
     )
 
 

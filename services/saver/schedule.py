@@ -10,11 +10,13 @@ A group is the unit of one commit and of its pacing:
 - On SQLite there is one group: every result goes into the next commit (one transaction,
   one fsync), as many times a second as the store takes.
 
-A group is due once its oldest result has waited `gather_seconds` (or it holds
-`max_articles`), and its pacing or backoff allows. A commit takes at most `max_articles`;
-the rest waits for the group's next turn. A commit that fails for a reason that may pass
-(contention, store away) backs off that group alone, exponentially with jitter, so the
-saver keeps committing the others.
+A group is due once its oldest result has waited `gather_seconds`, or no result has joined
+it for `quiet_seconds` (extractors send a batch's results back to back, then nothing for a
+batch's worth of NER: waiting out `gather_seconds` after the last burst only delays its
+counts), or it holds `max_articles`; and its pacing or backoff allows. A commit takes at
+most `max_articles`; the rest waits for the group's next turn. A commit that fails for a
+reason that may pass (contention, store away) backs off that group alone, exponentially
+with jitter, so the saver keeps committing the others.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Group:
     key: str
     results: dict[tuple[str, int], Extraction] = field(default_factory=dict)
     oldest: float = 0.0  # when the oldest waiting result arrived
+    newest: float = 0.0  # when the newest waiting result arrived
     not_before: float = 0.0  # pacing or backoff: no commit before this
     failures: int = 0  # failed commits in a row
 
@@ -53,12 +56,15 @@ class CommitSchedule:
         min_interval: float,
         gather_seconds: float,
         max_articles: int,
+        quiet_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
     ) -> None:
+        """`quiet_seconds`: 0 waits out `gather_seconds` always."""
         self._per_publication = per_publication
         self._min_interval = min_interval
         self._gather = gather_seconds
+        self._quiet = quiet_seconds
         self._max_articles = max_articles
         self._clock = clock
         self._jitter = jitter
@@ -70,8 +76,10 @@ class CommitSchedule:
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = Group(key)
+        now = self._clock()
         if not group.results:
-            group.oldest = self._clock()
+            group.oldest = now
+        group.newest = now
         group.results[result.id, result.token] = result
 
     def waiting(self) -> int:
@@ -114,6 +122,8 @@ class CommitSchedule:
 
     def _due_at(self, group: Group) -> float:
         ready = group.oldest + self._gather
+        if self._quiet > 0:
+            ready = min(ready, group.newest + self._quiet)
         if len(group.results) >= self._max_articles:
             ready = group.oldest
         return max(ready, group.not_before)

@@ -126,3 +126,42 @@ def test_jitter_spreads_backoffs():
     second, _ = schedule.next_due()
     assert second is not first
     assert schedule.failed(second) == pytest.approx(0.15)
+
+
+def test_a_group_is_due_once_results_stop_arriving_or_at_the_gather_limit():
+    clock = Clock()
+    schedule = CommitSchedule(
+        per_publication=False,
+        min_interval=0.0,
+        gather_seconds=0.25,
+        max_articles=100,
+        quiet_seconds=0.05,
+        clock=clock,
+    )
+    # A burst: results 10 ms apart keep the group gathering...
+    for i in range(5):
+        schedule.add(result(f"a{i}", "Pub"))
+        clock.now += 0.01
+        assert schedule.next_due() is None
+    # ... and once none came for quiet_seconds it is due, long before gather_seconds.
+    clock.now += 0.04
+    group, results = schedule.next_due()
+    assert len(results) == 5
+    schedule.committed(group, results)
+    # A steady trickle never falls quiet: gather_seconds still bounds the wait.
+    for i in range(30):
+        schedule.add(result(f"b{i}", "Pub"))
+        if schedule.next_due() is not None:
+            break
+        clock.now += 0.01
+    assert clock.now - 100.0 - 0.09 == pytest.approx(0.25)
+
+
+def test_quiet_seconds_zero_always_gathers():
+    clock = Clock()
+    schedule = firestore_schedule(clock, max_articles=100)
+    schedule.add(result("a1", "Pub"))
+    clock.now += 0.2
+    assert schedule.next_due() is None
+    clock.now += 0.05
+    assert schedule.next_due() is not None
