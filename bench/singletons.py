@@ -221,7 +221,13 @@ def link_name(curve: bool) -> str:
 def one_extractor(texts: list[str], passes: int) -> tuple[Rate, list[list[Entity]]]:
     """The extractor's own NER (EntityExtractor, batches of 64) over the corpus, warm,
     `passes` times; the entities of each text."""
-    extractor = EntityExtractor(load_model(MODEL), DEFAULT_SKIP_LABELS)
+    # Configured as the service configures it, vocabulary budget included (without it every
+    # batch runs in a memory zone, where spaCy's tokenizer caches nothing: ~8% more CPU).
+    extractor = EntityExtractor(
+        load_model(MODEL),
+        DEFAULT_SKIP_LABELS,
+        vocabulary_strings=Settings().extractor_vocabulary_strings,
+    )
     extractor.extract(texts[:BATCH])  # a long-running extractor is past its first batch
     me = psutil.Process()
     found: list[list[Entity]] = []
