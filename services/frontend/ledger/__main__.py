@@ -53,11 +53,24 @@ def run(settings: Settings, stop: StopFlag) -> None:
     control = ControlLink(settings, "ledger", lambda: snapshot, apply=gate).start()
     poll_ms = int(settings.ledger_poll_seconds * 1000)
     next_scan = 0.0
+    poller = zmq.Poller()
+    poller.register(replies, zmq.POLLIN)
+    waiting_for_room = False
     log.info("ledger up", extra={"window": settings.window, "lease": settings.lease_seconds})
     try:
         while not stop:
+            # Sleep until a reply comes; and while articles wait for an extractor's room,
+            # until there is room (or the next lease scan) rather than every poll_ms: under
+            # load the loop then wakes a few times a second, not 50 (the polls were most of
+            # the ledger's CPU). Otherwise new journal rows are looked for every poll_ms.
+            poller.register(dispatch, zmq.POLLOUT if waiting_for_room else 0)
+            timeout = poll_ms
+            if waiting_for_room:
+                timeout = max(1, int((next_scan - time.monotonic()) * 1000))
+            events = dict(poller.poll(timeout))
+
             # Replies: acks from savers (committed: forget them), failures from extractors.
-            if replies.poll(poll_ms):
+            if replies in events:
                 acked: list[tuple[str, int]] = []
                 for message in _drain(replies):
                     if isinstance(message, Ack):
@@ -86,7 +99,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
 
             # Journaled articles never sent, as far as the window allows and while an
             # extractor has room.
-            _send_fresh(dispatch, ledger, settings.ledger_id)
+            waiting_for_room = _send_fresh(dispatch, ledger, settings.ledger_id)
     finally:
         control.stop()
         sockets.close()
@@ -107,15 +120,19 @@ def _drain(socket: zmq.Socket) -> list[Message]:
             messages.append(message)
 
 
-def _send_fresh(socket: zmq.Socket, ledger: Ledger, ledger_id: str) -> None:
+def _send_fresh(socket: zmq.Socket, ledger: Ledger, ledger_id: str) -> bool:
     """Send never-dispatched rows while the extractors take them, reading the journal in
     chunks and only while the socket has room: with a short send queue (batch_size) most
     polls find it full, and reading a window's worth of rows each time cost more than the
-    rest of the ledger's work."""
+    rest of the ledger's work. True if it stopped for lack of room (rows may be waiting),
+    False if there was nothing more to send (or the window is full: acks wake the loop)."""
     while socket.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
         rows = ledger.fresh(limit=DISPATCH_CHUNK)
-        if not rows or _send(socket, ledger, rows, ledger_id) < len(rows):
-            return
+        if not rows:
+            return False
+        if _send(socket, ledger, rows, ledger_id) < len(rows):
+            return True
+    return True
 
 
 def _send(socket: zmq.Socket, ledger: Ledger, rows: list[Row], ledger_id: str) -> int:

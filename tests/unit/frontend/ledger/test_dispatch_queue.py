@@ -44,7 +44,7 @@ def test_no_extractor_no_journal_read(journal: Journal, sockets: MeshSockets, tm
         return real_fresh(limit)
 
     ledger.fresh = counted_fresh  # type: ignore[method-assign]
-    _send_fresh(dispatch, ledger, "local")
+    assert _send_fresh(dispatch, ledger, "local") is True  # waiting for room
     assert reads == []  # no room anywhere (IMMEDIATE: no extractor connected)
     assert ledger.in_flight == {}
 
@@ -68,3 +68,18 @@ def test_a_busy_extractor_holds_a_short_queue_and_the_rest_waits_in_the_journal(
     assert journal.backlog().articles == 200
     first = decode(busy.recv())
     assert isinstance(first, Article) and first.id == "id0"  # in journal order
+
+
+def test_an_exhausted_journal_is_not_waiting_for_room(sockets: MeshSockets, tmp_path: Path):
+    journal = Journal(tmp_path / "empty.sqlite3")
+    endpoint = f"ipc://{tmp_path}/run/dispatch"
+    dispatch = sockets.bind(zmq.PUSH, endpoint, hwm=QUEUE)
+    sockets.connect(zmq.PULL, endpoint, hwm=QUEUE)
+    ledger = Ledger(journal, window=512, lease_seconds=60.0, max_attempts=3)
+    poller = zmq.Poller()
+    poller.register(dispatch, zmq.POLLOUT)
+    assert poller.poll(2000)  # the extractor is connected: room
+    # Nothing to send: the ledger looks at the journal again after its poll, rather than
+    # sleeping until room that is already there.
+    assert _send_fresh(dispatch, ledger, "local") is False
+    journal.close()
