@@ -121,7 +121,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Strings each extractor lets spaCy's vocabulary keep for good (~600 bytes each) before
     # every batch runs in a memory zone that frees what it added: until then the tokenizer
     # caches the words it meets, which a zone forbids (services/extractor/ner.py). 0: every
-    # batch in a zone from the start (~5-8% more CPU per article).
+    # batch in a zone from the start (~7-8% more CPU per article).
     extractor_vocabulary_strings: Annotated[int, msgspec.Meta(ge=0)] = 20_000
     # Entities of this many recent distinct texts, shared by the host's extractors
     # (<data_dir>/text-cache.sqlite3): a syndicated copy of a text extracted before is not

@@ -7,8 +7,8 @@ Memory zones and the tokenizer's cache. Every string a spaCy process meets stays
 StringStore for good, unless the call ran inside `nlp.memory_zone()`, which frees what the
 call added. But inside a zone spaCy's tokenizer caches nothing (its cache points at
 lexemes the zone frees), so every word of every batch goes through the prefix, suffix and
-infix rules again: measured, always-in-a-zone costs ~5-8% more CPU than NER without zones
-(bench/RESULTS.md, "The extractor's memory zones"). So an extractor runs its first batches
+infix rules again: measured, always-in-a-zone costs ~7-8% more CPU than NER without zones
+(bench/RESULTS.md, "Memory zones, batches and queues"). So an extractor runs its first batches
 outside any zone, letting the vocabulary and the tokenizer's cache (spaCy caps it at
 10,000 chunks) fill with the commonest words, until the vocabulary has grown by
 `vocabulary_strings` (the setting `extractor_vocabulary_strings`, 20,000 strings, ~12 MB);
