@@ -183,8 +183,9 @@ def run(settings: Settings, stop: StopFlag) -> None:
                     halting.append(_halt(settings, pipeline, identity, command.wait))
                     next_broadcast = 0.0
                     continue
+                before = pipeline.state
                 answer = _handle(pipeline, command, identity, pending)
-                if isinstance(command, Command) and command.name in ("look", *COMMAND_STATES):
+                if pipeline.state != before:
                     next_broadcast = 0.0  # a new state or look: publish it now
                 if answer is not None:
                     commands.send_multipart([identity, b"", encode(answer)])

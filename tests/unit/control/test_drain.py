@@ -2,7 +2,7 @@
 took after the call began, known by the look request it had heard (State.look), never by
 clocks or by counting reports. Control's replies are scripted here: what is tested is which
 reports the drain believes, given the order they arrive in. (The real control server, the
-ledger and a drain racing real POSTs: tests/e2e/test_control.py.)"""
+ledger and a drain racing real POSTs: tests/e2e/test_exact_drain.py.)"""
 
 from __future__ import annotations
 

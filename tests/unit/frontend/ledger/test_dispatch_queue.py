@@ -26,6 +26,11 @@ def journal(tmp_path: Path) -> Journal:
     return journal
 
 
+def fresh_ledger(journal: Journal) -> Ledger:
+    """A ledger whose window (512) is far from binding: only the queue can hold it back."""
+    return Ledger(journal, window=512, lease_seconds=60.0, max_attempts=3)
+
+
 @pytest.fixture
 def sockets(tmp_path: Path):
     mesh = MeshSockets(Settings(data_dir=str(tmp_path)))
@@ -35,7 +40,7 @@ def sockets(tmp_path: Path):
 
 def test_no_extractor_no_journal_read(journal: Journal, sockets: MeshSockets, tmp_path: Path):
     dispatch = sockets.bind(zmq.PUSH, f"ipc://{tmp_path}/run/dispatch", hwm=QUEUE)
-    ledger = Ledger(journal, window=512, lease_seconds=60.0, max_attempts=3)
+    ledger = fresh_ledger(journal)
     reads: list[int | None] = []
     real_fresh = ledger.fresh
 
@@ -55,7 +60,7 @@ def test_a_busy_extractor_holds_a_short_queue_and_the_rest_waits_in_the_journal(
     endpoint = f"ipc://{tmp_path}/run/dispatch"
     dispatch = sockets.bind(zmq.PUSH, endpoint, hwm=QUEUE)
     busy = sockets.connect(zmq.PULL, endpoint, hwm=QUEUE)  # connected, never reading
-    ledger = Ledger(journal, window=512, lease_seconds=60.0, max_attempts=3)
+    ledger = fresh_ledger(journal)
     poller = zmq.Poller()
     poller.register(dispatch, zmq.POLLOUT)
     for _ in range(50):  # the ledger's loop, with the connection up
@@ -75,7 +80,7 @@ def test_an_exhausted_journal_is_not_waiting_for_room(sockets: MeshSockets, tmp_
     endpoint = f"ipc://{tmp_path}/run/dispatch"
     dispatch = sockets.bind(zmq.PUSH, endpoint, hwm=QUEUE)
     sockets.connect(zmq.PULL, endpoint, hwm=QUEUE)
-    ledger = Ledger(journal, window=512, lease_seconds=60.0, max_attempts=3)
+    ledger = fresh_ledger(journal)
     poller = zmq.Poller()
     poller.register(dispatch, zmq.POLLOUT)
     assert poller.poll(2000)  # the extractor is connected: room
