@@ -62,6 +62,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     control_command_endpoint: str = ""  # CLI REQ -> control ROUTER
     circus_endpoint: str = ""  # circusctl / ingest -> circusd
     circus_pubsub_endpoint: str = ""
+    # frontend workers PUSH -> ledger: "rows journaled", so the ledger sleeps until there is
+    # something to send. Always ipc: the two share this host's journal file.
+    journal_appends_endpoint: str = ""
     # CURVE keys for tcp:// endpoints: server.key(_secret), client.key(_secret), authorized/.
     key_dir: str = ""  # default: <data_dir>/keys
     key_name: str = "client"  # this host's client pair in key_dir: <key_name>.key_secret
@@ -99,7 +102,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_attempts: int = 5
     # Journal rows (waiting or in flight) beyond which the frontend answers 503.
     max_backlog: int = 100_000
-    ledger_poll_seconds: float = 0.02
+    # The ledger looks for new journal rows when a frontend worker says it journaled some,
+    # and at least this often (a signal can be missed: a worker that started before the
+    # ledger bound its socket, a full signal queue).
+    ledger_poll_seconds: Annotated[float, msgspec.Meta(gt=0)] = 0.5
 
     # Extractors.
     extractors: int = 2
@@ -408,9 +414,14 @@ IPC_NAMES = {
     "control_command_endpoint": "control-commands",
     "circus_endpoint": "circus",
     "circus_pubsub_endpoint": "circus-pubsub",
+    "journal_appends_endpoint": "journal-appends",
 }
-# The mesh's own links (Circus's endpoints are its own, and always ipc).
-MESH_ENDPOINTS = tuple(field for field in IPC_NAMES if not field.startswith("circus"))
+# Links that never leave their host, always ipc: Circus's own (it cannot authenticate its
+# clients, and its commands run programs) and the journal's appends (the frontend workers
+# and the ledger share the journal file).
+HOST_ONLY_ENDPOINTS = ("circus_endpoint", "circus_pubsub_endpoint", "journal_appends_endpoint")
+# The mesh's links between stages: ipc, or tcp with CURVE.
+MESH_ENDPOINTS = tuple(field for field in IPC_NAMES if field not in HOST_ONLY_ENDPOINTS)
 # The kernel's limit on a unix socket path (sun_path, 108 bytes with its NUL).
 MAX_IPC_PATH_BYTES = 107
 
@@ -436,5 +447,10 @@ def _with_private_endpoints(settings: Settings) -> Settings:
             raise ConfigError(
                 f"{field}={endpoint!r}: Circus endpoints must be ipc:// (each host runs its "
                 "own circusd; plain TCP would let anyone who reaches it run commands)"
+            )
+        if field == "journal_appends_endpoint" and endpoint.startswith("tcp://"):
+            raise ConfigError(
+                f"{field}={endpoint!r}: must be ipc:// (the frontend workers and the ledger "
+                "that hear it share this host's journal file)"
             )
     return msgspec.structs.replace(settings, **endpoints)

@@ -141,9 +141,15 @@ class Journal:
     def backlog(self) -> Backlog:
         self._conn.execute("BEGIN")  # one read snapshot for the rows and the gate
         try:
-            count, oldest = self._conn.execute(
-                "SELECT count(*), min(accepted_at) FROM journal"
+            # Two queries, each cheap at any backlog: count(*) alone reads the id index
+            # (SQLite counts its pages' cells), and the first seq is the first journaled.
+            # count(*) with min(accepted_at) in one SELECT read every row, contents and all:
+            # 15 ms at 30,000 rows, every lease scan (bench/journal_backlog.py).
+            (count,) = self._conn.execute("SELECT count(*) FROM journal").fetchone()
+            first = self._conn.execute(
+                "SELECT accepted_at FROM journal ORDER BY seq LIMIT 1"
             ).fetchone()
+            oldest = None if first is None else first[0]
             state, seq = self._conn.execute("SELECT state, seq FROM gate").fetchone()
         finally:
             self._conn.execute("COMMIT")

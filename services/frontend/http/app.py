@@ -3,11 +3,15 @@ tests call `create_app()` with their own journal and store."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import falcon
 
 from common.config import Settings, load_settings
 from common.control import ControlLink, MeshSummary, ask, summarize
+from common.sockets import MeshSockets
 from common.store import Store
+from services.frontend.appends import AppendSignal
 from services.frontend.http.auth import ApiKeyAuth
 from services.frontend.http.dashboard import SecurityHeaders, add_dashboard
 from services.frontend.http.intake import Intake
@@ -37,6 +41,7 @@ def create_app(
     admission: Admission,
     mesh_status: MeshStatus,
     in_progress: WritesInProgress | None = None,
+    on_journaled: Callable[[], None] | None = None,
 ) -> falcon.App:
     # SecurityHeaders first: its process_response runs last, over every other's answer.
     app = falcon.App(
@@ -44,7 +49,12 @@ def create_app(
     )
     app.req_options.strip_url_path_trailing_slash = True
     writes = Writes(
-        journal, admission, settings.retry_after_seconds, settings.max_backlog, in_progress
+        journal,
+        admission,
+        settings.retry_after_seconds,
+        settings.max_backlog,
+        in_progress,
+        on_journaled,
     )
     intake = Intake(settings.max_batch)
     app.add_route("/articles", Articles(writes, intake, settings.max_body_bytes))
@@ -74,8 +84,18 @@ def get_app() -> falcon.App:
         running_since=in_progress.confirmable,
     )
     control = ControlLink(settings, "frontend", apply=gate).start()
+    # The ledger sleeps until a worker says it journaled rows (services/frontend/appends.py).
+    appends = AppendSignal(MeshSockets(settings), settings.journal_appends_endpoint)
 
     def mesh_status() -> MeshSummary:
         return summarize(ask(settings, "status", timeout=1.0))
 
-    return create_app(settings, journal, open_store(settings), control, mesh_status, in_progress)
+    return create_app(
+        settings,
+        journal,
+        open_store(settings),
+        control,
+        mesh_status,
+        in_progress,
+        on_journaled=appends.rows_appended,
+    )

@@ -83,10 +83,12 @@ class Writes:
         retry_after: int,
         max_backlog: int,
         in_progress: WritesInProgress | None = None,
+        on_journaled: Callable[[], None] | None = None,
     ) -> None:
         self._journal = journal
         self._admission = admission
         self._in_progress = in_progress or WritesInProgress()
+        self._on_journaled = on_journaled or (lambda: None)
         self.retry_after = retry_after
         self.max_backlog = max_backlog
 
@@ -107,7 +109,7 @@ class Writes:
     def journal(self, req: falcon.Request, entries: list[Entry]) -> None:
         try:
             with self._in_progress.admitted(self._admission):
-                metrics.JOURNALED.inc(self._journal.append(entries))
+                journaled = self._journal.append(entries)
         except WritesClosed as exc:
             raise self._not_accepting(req, str(exc)) from None
         except sqlite3.OperationalError as exc:
@@ -117,7 +119,10 @@ class Writes:
             raise falcon.HTTPServiceUnavailable(
                 title="Journal unavailable", description=str(exc), retry_after=self.retry_after
             ) from exc
+        metrics.JOURNALED.inc(journaled)
         metrics.ACCEPTED.inc(len(entries))
+        if journaled:
+            self._on_journaled()  # after the commit: the ledger's read will see the rows
 
     def _not_accepting(self, req: falcon.Request, why: str) -> falcon.HTTPServiceUnavailable:
         req.context.reject_reason = "not_accepting"

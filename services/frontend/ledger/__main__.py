@@ -7,6 +7,7 @@ articles to the extractors, deletes the rows savers acknowledge, and re-sends wh
 
     dispatch  PUSH  bind  settings.dispatch_endpoint  -> extractors (connect, PULL)
     replies   PULL  bind  settings.ack_endpoint       <- savers' Acks, extractors' Failures
+    appends   PULL  bind  settings.journal_appends_endpoint <- frontend workers: rows journaled
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
 from common.messages import Ack, Article, Failure, Message, decode_or_drop, encode
 from common.sockets import MeshSockets
+from services.frontend.appends import listen, take_all
 from services.frontend.journal import GateKeeper, Journal, Row
 from services.frontend.ledger.dispatcher import EXPIRY_SCAN_SECONDS, Ledger
 
@@ -29,13 +31,14 @@ log = logging.getLogger("ledger")
 DISPATCH_CHUNK = 64  # journal rows read at once for dispatch
 
 
-def run(settings: Settings, stop: StopFlag) -> None:
+def run(settings: Settings, stop: StopFlag, *, scan_seconds: float = EXPIRY_SCAN_SECONDS) -> None:
     sockets = MeshSockets(settings)
     # A short queue per extractor (and a short inbox in each): articles wait in the journal
     # until an extractor has room, not in the queue of one that is busy, so the last of a
     # burst is shared out evenly (docs/architecture.md, "Dispatch and extraction cost").
     dispatch = sockets.bind(zmq.PUSH, settings.dispatch_endpoint, hwm=settings.batch_size)
     replies = sockets.bind(zmq.PULL, settings.ack_endpoint)
+    appends = listen(sockets, settings.journal_appends_endpoint)
 
     journal = Journal(settings.journal_path, synchronous=settings.journal_synchronous)
     ledger = Ledger(
@@ -59,15 +62,17 @@ def run(settings: Settings, stop: StopFlag) -> None:
     log.info("ledger up", extra={"window": settings.window, "lease": settings.lease_seconds})
     try:
         while not stop:
-            # Sleep until a reply comes; and while articles wait for an extractor's room,
-            # until there is room (or the next lease scan) rather than every poll_ms: under
-            # load the loop then wakes a few times a second, not 50 (the polls were most of
-            # the ledger's CPU). Otherwise new journal rows are looked for every poll_ms.
+            # Sleep until there is something to do: a reply; while rows wait for an
+            # extractor's room, room; otherwise a frontend worker's signal that it journaled
+            # rows (new rows change nothing while there is no room); the next lease scan;
+            # and at the latest poll_ms, for a signal missed. Waking every 20 ms to look was
+            # most of the ledger's CPU, loaded or idle (bench/RESULTS.md, issue 15).
             poller.register(dispatch, zmq.POLLOUT if waiting_for_room else 0)
-            timeout = poll_ms
-            if waiting_for_room:
-                timeout = max(1, int((next_scan - time.monotonic()) * 1000))
-            events = dict(poller.poll(timeout))
+            poller.register(appends, 0 if waiting_for_room else zmq.POLLIN)
+            until_scan = max(1, int((next_scan - time.monotonic()) * 1000))
+            events = dict(poller.poll(until_scan if waiting_for_room else min(poll_ms, until_scan)))
+            if appends in events:
+                take_all(appends)  # the journal read below is what they asked for
 
             # Replies: acks from savers (committed: forget them), failures from extractors.
             if replies in events:
@@ -83,7 +88,7 @@ def run(settings: Settings, stop: StopFlag) -> None:
 
             # Leases that ran out: send again, before anything new.
             if time.monotonic() >= next_scan:
-                next_scan = time.monotonic() + EXPIRY_SCAN_SECONDS
+                next_scan = time.monotonic() + scan_seconds
                 # The look control asked for last, heard before this look: a drain believes
                 # a zero only from a look that follows its own request (mesh.drain).
                 heard = control.heard_look()

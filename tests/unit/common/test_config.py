@@ -94,3 +94,17 @@ def test_acks_go_to_configured_ledgers(tmp_path: Path):
         "front1": "tcp://front1.mesh.internal:5702",
         "front2": "tcp://front2.mesh.internal:5702",
     }
+
+
+@pytest.mark.parametrize(
+    "field", ["circus_endpoint", "circus_pubsub_endpoint", "journal_appends_endpoint"]
+)
+def test_host_only_endpoints_refuse_tcp(tmp_path: Path, field: str):
+    with pytest.raises(ConfigError, match=f"{field}=.*must be ipc://"):
+        load_settings({}, data_dir=str(tmp_path), **{field: "tcp://127.0.0.1:5999"})
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1"])
+def test_the_ledger_poll_must_be_positive(seconds: str):
+    with pytest.raises(ConfigError, match="ledger_poll_seconds"):
+        load_settings({"INGEST_LEDGER_POLL_SECONDS": seconds})

@@ -328,3 +328,27 @@ def test_a_closed_gate_answers_503_and_journals_nothing(client, journal, setting
     assert response.json["description"] == "writes are stopped"
     assert response.headers["Retry-After"]
     assert journaled(journal) == []
+
+
+def test_the_ledger_is_signalled_after_each_commit_that_added_rows(
+    settings, journal, store, gate
+):
+    signals: list[list[str]] = []
+    app = create_app(
+        settings,
+        journal,
+        store,
+        gate,
+        MeshStatusBoard(),
+        on_journaled=lambda: signals.append(journaled(journal)),
+    )
+    client = falcon.testing.TestClient(app)
+    batch = [{**GOOD, "id": "s1"}, {**GOOD, "id": "s2"}]
+    assert client.simulate_post("/articles", body=dumps(batch), headers=JSON).status_code == 202
+    assert signals == [["s1", "s2"]]  # once per request, with the rows already committed
+    # Nothing new (known ids), nothing journaled (refused): no signal.
+    assert client.simulate_post("/articles", body=dumps(batch), headers=JSON).status_code == 202
+    gate.why = "stopping"
+    late = dumps({**GOOD, "id": "s3"})
+    assert client.simulate_post("/articles", body=late, headers=JSON).status_code == 503
+    assert signals == [["s1", "s2"]]
