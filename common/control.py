@@ -34,6 +34,9 @@ log = logging.getLogger("control")
 
 StateName = Literal["accepting", "stopped", "draining"]
 REPORT_SECONDS = 1.0
+# How soon a state heard but not yet confirmed is applied again (a frontend process waits
+# for the writes admitted under the older state).
+CONFIRM_RETRY_SECONDS = 0.1
 
 
 class State(msgspec.Struct, frozen=True, tag="state.v1"):
@@ -128,6 +131,10 @@ class ControlLink:
         self.confirmed_seq = -1
         self.halted_seq = -1  # the Halt this process acted on (reported as "halted")
         self._stopping = threading.Event()
+        # The link's thread sleeps until a state arrives or a report is due; stop() wakes it
+        # through an inproc socket of this context (ZeroMQ's way of signalling a thread).
+        self._context = zmq.Context()
+        self._wake_endpoint = f"inproc://control-link-wake-{id(self)}"
         self._thread = threading.Thread(target=self._run, name=f"control-{stage}", daemon=True)
 
     def start(self) -> ControlLink:
@@ -136,7 +143,16 @@ class ControlLink:
 
     def stop(self) -> None:
         self._stopping.set()
+        wake = self._context.socket(zmq.PUSH)
+        wake.connect(self._wake_endpoint)
+        with contextlib.suppress(zmq.Again):
+            wake.send(b"", zmq.NOBLOCK)
+        # Closed only once the thread is done (closing it at once could drop the signal),
+        # and the context last: term() waits for every socket of it to close.
         self._thread.join(timeout=5)
+        wake.close(linger=0)
+        if not self._thread.is_alive():
+            self._context.term()
 
     def heard_seq(self) -> int:
         """The seq of the last state heard (-1: none yet)."""
@@ -162,7 +178,7 @@ class ControlLink:
         return True, ""
 
     def _run(self) -> None:
-        sockets = MeshSockets(self._settings)
+        sockets = MeshSockets(self._settings, self._context)
         states = sockets.connect(
             zmq.SUB, self._settings.control_state_endpoint, max_bytes=CONTROL_BYTES
         )
@@ -170,11 +186,22 @@ class ControlLink:
         reports = sockets.connect(
             zmq.PUSH, self._settings.control_report_endpoint, hwm=10, max_bytes=CONTROL_BYTES
         )
+        wake = self._context.socket(zmq.PULL)
+        wake.bind(self._wake_endpoint)
+        poller = zmq.Poller()
+        poller.register(states, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
         next_report = 0.0
         try:
             while not self._stopping.is_set():
                 halted = self.halted_seq
-                if states.poll(100):
+                # Asleep until a state comes, a report is due, or stop(); a state not yet
+                # confirmed is applied again every CONFIRM_RETRY_SECONDS. (Waking every
+                # 100 ms whatever happened was most of an idle process's wake-ups.)
+                wait = max(0.0, next_report - self._now())
+                if self.state is not None and self.confirmed_seq < self.state.seq:
+                    wait = min(wait, CONFIRM_RETRY_SECONDS)
+                if states in dict(poller.poll(max(1, int(wait * 1000)))):
                     self._receive(states)
                 if self._confirm() or self.halted_seq != halted:
                     next_report = 0.0  # confirm a new state (or a halt) at once
@@ -182,7 +209,8 @@ class ControlLink:
                     next_report = self._now() + REPORT_SECONDS
                     self._report(reports)
         finally:
-            sockets.close()
+            wake.close(linger=0)
+            sockets.close()  # not the context: stop() terminates it
 
     def _confirm(self) -> bool:
         """Apply the state heard if it is not confirmed yet; True if the confirmed seq moved."""
