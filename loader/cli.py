@@ -25,7 +25,7 @@ from rich.progress import Progress, TaskID
 
 from common.config import Settings
 from loader.corpora import lee_articles, lee_rows
-from loader.poster import Loader, LoadOptions
+from loader.poster import Loader, LoadOptions, tls_context
 from loader.readers import READERS, LoadError, Row, file_format, file_rows, limited
 from loader.report import LoadResult, add_task, make_progress
 from services.control import mesh
@@ -158,7 +158,7 @@ def run_load(
 def check_reachable(url: str, transport: httpx.BaseTransport | None = None) -> None:
     """Fail early, with a clear message, when nothing answers at `url`."""
     try:
-        with httpx.Client(timeout=5.0, transport=transport) as client:
+        with httpx.Client(timeout=5.0, transport=transport, verify=tls_context()) as client:
             client.get(url.rstrip("/") + "/health")
     except httpx.TransportError as exc:
         raise LoadError(

@@ -10,8 +10,10 @@ Any other 4xx rejects the batch's articles; 401 and 403 stop the run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -59,6 +61,15 @@ class LoadOptions:
     duration: float | None = None  # stop reading after this many seconds (benchmarks)
     timeout: float = 120.0  # per request: a big batch under FULL sync on a busy disk is slow
     transport: httpx.BaseTransport | None = None  # tests: an in-process server
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context (httpx's default: verified, CA bundle loaded) for every client of this
+    process. httpx builds one per client otherwise, plain-HTTP URLs included, loading the CA
+    bundle each time: ~40 ms of CPU per client, five clients per run, which was nearly all
+    of a 1,500-article run's CPU (bench/RESULTS.md, "The load tool's TLS contexts")."""
+    return httpx.create_ssl_context()
 
 
 # --- Batching ----------------------------------------------------------------------------
@@ -246,7 +257,10 @@ class Loader:
         }
         timeout = httpx.Timeout(self.options.timeout, connect=5.0)
         with httpx.Client(
-            headers=headers, timeout=timeout, transport=self.options.transport
+            headers=headers,
+            timeout=timeout,
+            transport=self.options.transport,
+            verify=tls_context(),
         ) as client:
             while (batch := self._queue.get()) is not None:
                 if self._stop.is_set():
