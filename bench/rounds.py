@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import statistics
@@ -51,6 +52,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -341,6 +343,7 @@ class Round:
     load_tool_cpu: float  # this process (the load tool's threads), not in the mesh
     emulator_cpu: float | None  # --store firestore: the emulator's processes, not in the mesh
     load_average: float  # 1 min, before the round's ceiling
+    finish_spread: float | None = None  # seconds between the extractors' last batches
 
     @property
     def ceiling_rate(self) -> float:
@@ -401,6 +404,7 @@ def run_round(
     emulator_after = emulator_cpu(emulator) if emulator is not None else {}
     drain_poll = result.end_to_end_seconds
     assert drain_poll is not None  # drained() raised otherwise
+    spread = finish_spread(running.settings, result.started + wall_offset)
     return Round(
         number=number,
         articles=count,
@@ -415,7 +419,24 @@ def run_round(
             outside_cpu(emulator_before, emulator_after) if emulator is not None else None
         ),
         load_average=load_average,
+        finish_spread=spread,
     )
+
+
+def finish_spread(settings: Settings, since: float) -> float | None:
+    """Seconds between the first and the last extractor to finish its part of the round,
+    from their "batch extracted" log lines since `since` (wall clock): while one extractor
+    finishes alone, the other's core idles. None if fewer than two extractors logged."""
+    last: dict[int, float] = {}
+    with open(settings.data_path / "logs" / "extractor.log", encoding="utf-8") as lines:
+        for line in lines:
+            if '"batch extracted"' not in line:
+                continue
+            entry = json.loads(line)
+            at = datetime.fromisoformat(entry["time"]).timestamp()
+            if at >= since:
+                last[entry["pid"]] = max(at, last.get(entry["pid"], at))
+    return max(last.values()) - min(last.values()) if len(last) > 1 else None
 
 
 def soak(running: RunningMesh, corpus: Sequence[str], count: int) -> LoadResult:
@@ -473,15 +494,17 @@ def rounds_report(rounds: list[Round], idle_cpu_per_second: float, store: str) -
         "",
         "| round | articles | load avg 1 min | ceiling docs/s | mesh articles/s (first POST "
         "to last commit) | **mesh / ceiling** | mesh articles/s (drain polled) | stored | "
-        "mesh CPU ms/article | ceiling CPU ms/article | **CPU mesh / ceiling** |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "mesh CPU ms/article | ceiling CPU ms/article | **CPU mesh / ceiling** | "
+        "extractors' finish spread s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rounds:
+        spread = "-" if r.finish_spread is None else f"{r.finish_spread:.2f}"
         lines.append(
             f"| {r.number} | {r.articles} | {r.load_average:.2f} | {r.ceiling_rate:.1f} | "
             f"{r.mesh_rate:.1f} | **{r.ratio:.3f}** | {r.articles / r.drain_poll_seconds:.1f} | "
             f"{r.stored} | {ms_per_article(r.cpu.total, r.articles)} | "
-            f"{ms_per_article(r.ceiling_cpu, r.articles)} | **{r.cpu_ratio:.3f}** |"
+            f"{ms_per_article(r.ceiling_cpu, r.articles)} | **{r.cpu_ratio:.3f}** | {spread} |"
         )
     stages = sorted({s for r in rounds for s in r.cpu.by_stage}, key=stage_key)
     header = " | ".join(f"round {r.number}" for r in rounds)
@@ -554,6 +577,12 @@ def rounds_report(rounds: list[Round], idle_cpu_per_second: float, store: str) -
         f"| everything but the extractors, share of mesh CPU | "
         f"{non_extractor / mesh_cpu * 100:.2f}% | |",
     ]
+    spreads = [r.finish_spread for r in rounds if r.finish_spread is not None]
+    if spreads:
+        lines.append(
+            f"| extractors' finish spread (one core idle meanwhile), median round | "
+            f"{statistics.median(spreads):.2f} s | |"
+        )
     for stage in stages:
         if stage != "extractor":
             lines.append(
@@ -645,8 +674,10 @@ def warm_up_articles(store: str) -> int:
 
 
 def header(args: argparse.Namespace, settings: Settings, load_before: float) -> list[str]:
-    options = (f" --soak {args.soak}" if args.soak else "") + (
-        f" --store {args.store}" if args.store != "sqlite" else ""
+    options = (
+        (f" --soak {args.soak}" if args.soak else "")
+        + (f" --store {args.store}" if args.store != "sqlite" else "")
+        + "".join(f" --set {item}" for item in args.set)
     )
     store = {
         "sqlite": "SQLite",
@@ -682,6 +713,13 @@ def main(argv: list[str] | None = None) -> int:
         default="sqlite",
         help="firestore: on Google's emulator, started here, outside the mesh",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a mesh setting other than its default (e.g. batch_size=32), to compare",
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
     corpus = lee_articles()
@@ -702,8 +740,13 @@ def main(argv: list[str] | None = None) -> int:
                 "firestore_emulator_host": emulator.host,
             }
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rounds-")))
+        changed = dict(item.split("=", 1) for item in args.set)
         settings = isolated_settings(
-            data_dir, extractors=args.extractors, text_cache_entries=0, **store_settings
+            data_dir,
+            extractors=args.extractors,
+            text_cache_entries=0,
+            **store_settings,
+            **changed,
         )
         log.print("cold start: ingest up --foreground")
         running, cold = start_cold(settings, data_dir, corpus[0])

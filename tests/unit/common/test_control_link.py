@@ -31,7 +31,7 @@ def test_an_idle_link_sleeps_until_a_report_is_due_and_stops_at_once(tmp_path: P
     time.sleep(3.0)
     woke = voluntary_switches(thread_id) - before
     # A report a second (a wake-up and the send), not a look every 100 ms (30 and more).
-    assert 2 <= len(reports) and woke <= 12, (len(reports), woke)
+    assert len(reports) >= 2 and woke <= 12, (len(reports), woke)
     # stop() then waits for the context's linger (its report queue, with no control
     # server); the link's thread itself ends at once: woken, not left to its next report.
     stopper = threading.Thread(target=link.stop)

@@ -330,9 +330,7 @@ def test_a_closed_gate_answers_503_and_journals_nothing(client, journal, setting
     assert journaled(journal) == []
 
 
-def test_the_ledger_is_signalled_after_each_commit_that_added_rows(
-    settings, journal, store, gate
-):
+def test_the_ledger_is_signalled_after_each_commit_that_added_rows(settings, journal, store, gate):
     signals: list[list[str]] = []
     app = create_app(
         settings,
