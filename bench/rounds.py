@@ -109,6 +109,18 @@ class Proc:
     role: str  # the stage, or which process of it (a frontend is a gunicorn master + worker)
     cpu: float  # user + system seconds since the process started
     rss: int  # bytes
+    wakeups: int = 0  # voluntary context switches of all its threads: how often it slept
+
+
+def wakeups_of(pid: int) -> int:
+    """Voluntary context switches summed over the process's threads (psutil reads the main
+    thread's only): each is the thread going to sleep, so each wake-up counts once."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            status = (task / "status").read_text()
+            total += int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+    return total
 
 
 def stage_of(cmdline: Sequence[str]) -> str:
@@ -147,7 +159,12 @@ def snapshot(circusd: psutil.Process) -> dict[int, Proc]:
                 role = "frontend (gunicorn master)" if master else "frontend (worker)"
             times = process.cpu_times()
             found[process.pid] = Proc(
-                process.pid, stage, role, times.user + times.system, process.memory_info().rss
+                process.pid,
+                stage,
+                role,
+                times.user + times.system,
+                process.memory_info().rss,
+                wakeups_of(process.pid),
             )
     return found
 
@@ -163,6 +180,7 @@ class CpuDelta:
     by_stage: dict[str, float]
     exited: list[Proc]  # processes gone by the second snapshot: their last CPU is lost
     started: list[Proc]  # processes new in the second: all their CPU is counted
+    wakeups_by_stage: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> float:
@@ -171,14 +189,17 @@ class CpuDelta:
 
 def cpu_delta(before: dict[int, Proc], after: dict[int, Proc]) -> CpuDelta:
     by_stage: dict[str, float] = defaultdict(float)
+    wakeups: dict[str, int] = defaultdict(int)
     for stage in STAGE_ORDER:
         by_stage[stage] = 0.0
     for pid, proc in after.items():
         by_stage[proc.stage] += proc.cpu - (before[pid].cpu if pid in before else 0.0)
+        wakeups[proc.stage] += proc.wakeups - (before[pid].wakeups if pid in before else 0)
     return CpuDelta(
         dict(by_stage),
         exited=[p for pid, p in before.items() if pid not in after],
         started=[p for pid, p in after.items() if pid not in before],
+        wakeups_by_stage=dict(wakeups),
     )
 
 
@@ -473,18 +494,23 @@ def cold_report(cold: ColdStart) -> list[str]:
         f"Idle CPU (both extractors loaded, first article counted, {IDLE_SECONDS:.0f} s with "
         "nothing to do):",
         "",
-        f"| stage | CPU s over {IDLE_SECONDS:.0f} s | % of one core |",
-        "|---|---:|---:|",
+        f"| stage | CPU s over {IDLE_SECONDS:.0f} s | % of one core | wake-ups/s (all its "
+        "threads) |",
+        "|---|---:|---:|---:|",
     ]
-    for stage, cpu in sorted(cold.idle_cpu.by_stage.items(), key=lambda kv: stage_key(kv[0])):
-        lines.append(f"| {stage} | {cpu:.3f} | {cpu / IDLE_SECONDS * 100:.2f} |")
-    total = cold.idle_cpu.total
+    idle = cold.idle_cpu
+    for stage, cpu in sorted(idle.by_stage.items(), key=lambda kv: stage_key(kv[0])):
+        wakeups = idle.wakeups_by_stage.get(stage, 0) / IDLE_SECONDS
+        lines.append(f"| {stage} | {cpu:.3f} | {cpu / IDLE_SECONDS * 100:.2f} | {wakeups:.0f} |")
+    total = idle.total
+    wakeups = sum(idle.wakeups_by_stage.values()) / IDLE_SECONDS
     lines.append(
-        f"| **all mesh processes** | **{total:.3f}** | **{total / IDLE_SECONDS * 100:.2f}** |"
+        f"| **all mesh processes** | **{total:.3f}** | **{total / IDLE_SECONDS * 100:.2f}** | "
+        f"**{wakeups:.0f}** |"
     )
     if cold.idle_emulator_cpu is not None:
         cpu = cold.idle_emulator_cpu
-        lines.append(f"| {EMULATOR_ROW} | {cpu:.3f} | {cpu / IDLE_SECONDS * 100:.2f} |")
+        lines.append(f"| {EMULATOR_ROW} | {cpu:.3f} | {cpu / IDLE_SECONDS * 100:.2f} | - |")
     return lines
 
 
