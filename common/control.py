@@ -143,6 +143,8 @@ class ControlLink:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._context.closed:
+            return  # stopped already
         wake = self._context.socket(zmq.PUSH)
         wake.connect(self._wake_endpoint)
         with contextlib.suppress(zmq.Again):

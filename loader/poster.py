@@ -68,7 +68,7 @@ def tls_context() -> ssl.SSLContext:
     """One TLS context (httpx's default: verified, CA bundle loaded) for every client of this
     process. httpx builds one per client otherwise, plain-HTTP URLs included, loading the CA
     bundle each time: ~40 ms of CPU per client, five clients per run, which was nearly all
-    of a 1,500-article run's CPU (bench/RESULTS.md, "The load tool's TLS contexts")."""
+    of a 1,500-article run's CPU (bench/RESULTS.md, "A mesh that sleeps")."""
     return httpx.create_ssl_context()
 
 

@@ -5,7 +5,7 @@ ledger's PULL (`journal_appends_endpoint`, always ipc: both use this host's jour
 The signal carries nothing: the ledger reads the journal itself, so a forged signal costs
 one cheap read and a lost one costs at most `ledger_poll_seconds` of latency (the ledger
 also looks that often on its own). Until this, the ledger looked every 20 ms whether or
-not anything had arrived: half of the idle mesh's CPU (bench/RESULTS.md, issue 15).
+not anything had arrived: half of the idle mesh's CPU (bench/RESULTS.md, "A mesh that sleeps").
 
 The send never blocks a request: NOBLOCK on a queue of one, and a signal that does not fit
 (one is waiting already) or has no ledger to go to is simply not needed.

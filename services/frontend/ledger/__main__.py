@@ -66,7 +66,7 @@ def run(settings: Settings, stop: StopFlag, *, scan_seconds: float = EXPIRY_SCAN
             # extractor's room, room; otherwise a frontend worker's signal that it journaled
             # rows (new rows change nothing while there is no room); the next lease scan;
             # and at the latest poll_ms, for a signal missed. Waking every 20 ms to look was
-            # most of the ledger's CPU, loaded or idle (bench/RESULTS.md, issue 15).
+            # most of the ledger's CPU, loaded or idle (bench/RESULTS.md, "A mesh that sleeps").
             poller.register(dispatch, zmq.POLLOUT if waiting_for_room else 0)
             poller.register(appends, 0 if waiting_for_room else zmq.POLLIN)
             until_scan = max(1, int((next_scan - time.monotonic()) * 1000))

@@ -40,3 +40,4 @@ def test_an_idle_link_sleeps_until_a_report_is_due_and_stops_at_once(tmp_path: P
     assert not link._thread.is_alive()
     stopper.join(timeout=10)
     assert not stopper.is_alive()
+    link.stop()  # a second stop changes nothing
