@@ -21,8 +21,10 @@ class SteadyLoad:
     """Posts `batch` articles every `interval` seconds from a thread until stopped.
 
     Each article is unique (a running number in its publication), so the accepted set is
-    exactly the set of ids answered 2xx. Connection errors (the frontend is gone) count as
-    not accepted.
+    exactly the set of ids answered 2xx. A batch that got no answer at all (the connection
+    broke: the frontend went away) may or may not have been journaled, as with any HTTP
+    request whose answer is lost: its articles are kept apart in `unanswered` (a client
+    would post them again, and their ids make that harmless).
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class SteadyLoad:
         self.batch, self.interval = batch, interval
         self.responses: list[Response] = []
         self.articles: dict[str, dict[str, str]] = {}  # accepted id -> article
+        self.unanswered: dict[str, dict[str, str]] = {}  # id -> article, fate unknown
         self._source = self._articles(corpus, publication)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -72,6 +75,7 @@ class SteadyLoad:
                         "/articles", json=batch, headers={"Authorization": f"Bearer {self.key}"}
                     )
                 except httpx.HTTPError:
+                    self.unanswered.update((article["id"], article) for article in batch)
                     self.responses.append(Response(started, 0, [], None))
                 else:
                     ids = answer.json().get("ids", []) if answer.status_code == 202 else []

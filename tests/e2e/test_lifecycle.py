@@ -13,7 +13,15 @@ import psutil
 import pytest
 
 from services.control import mesh
-from tests.e2e.conftest import assert_exactly_counted, ingest, mesh_pids, start_mesh, stop_mesh
+from store import open_store
+from tests.e2e.conftest import (
+    RunningMesh,
+    assert_exactly_counted,
+    ingest,
+    mesh_pids,
+    start_mesh,
+    stop_mesh,
+)
 from tests.e2e.load import SteadyLoad
 
 DOWN_BOUND_SECONDS = 120
@@ -155,14 +163,27 @@ def test_shutdown_under_load_loses_nothing(how, tmp_path, corpus, oracle):
             first_refusal = min(r.started for r in load.responses if r.status == 503)
             assert load.accepted_after(first_refusal) == []
             # ...and everything accepted was committed before the processes stopped.
-            assert_exactly_counted(running, load.articles, oracle)
+            assert_exactly_counted(running, accepted_or_kept(running, load), oracle)
         running.http.close()
         # Start again on the same data: what was left in the journal is processed now.
         running = start_mesh(tmp_path / "mesh")
         running.wait_drained(timeout=300)
-        assert_exactly_counted(running, load.articles, oracle)
+        assert_exactly_counted(running, accepted_or_kept(running, load), oracle)
     finally:
         stop_mesh(running)
+
+
+def accepted_or_kept(running: RunningMesh, load: SteadyLoad) -> dict[str, dict[str, str]]:
+    """Every article answered 202, and those of a batch whose answer was lost with its
+    connection that the store holds: a request cut off as the frontend stops may have been
+    journaled or not, and its client cannot know (it would post it again: same ids). Any
+    other article in the store (say, one answered 5xx) breaks the exact count."""
+    store = open_store(running.settings)
+    try:
+        kept = store.counted(sorted(load.unanswered))
+    finally:
+        store.close()
+    return {**load.articles, **{ident: load.unanswered[ident] for ident in kept}}
 
 
 def _alive(pid: int) -> bool:
