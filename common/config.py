@@ -419,7 +419,15 @@ IPC_NAMES = {
 # Links that never leave their host, always ipc: Circus's own (it cannot authenticate its
 # clients, and its commands run programs) and the journal's appends (the frontend workers
 # and the ledger share the journal file).
-HOST_ONLY_ENDPOINTS = ("circus_endpoint", "circus_pubsub_endpoint", "journal_appends_endpoint")
+_CIRCUS_WHY = (
+    "each host runs its own circusd; plain TCP would let anyone who reaches it run commands"
+)
+HOST_ONLY_ENDPOINTS = {
+    "circus_endpoint": _CIRCUS_WHY,
+    "circus_pubsub_endpoint": _CIRCUS_WHY,
+    "journal_appends_endpoint": "the frontend workers and the ledger that hear it share this "
+    "host's journal file",
+}
 # The mesh's links between stages: ipc, or tcp with CURVE.
 MESH_ENDPOINTS = tuple(field for field in IPC_NAMES if field not in HOST_ONLY_ENDPOINTS)
 # The kernel's limit on a unix socket path (sun_path, 108 bytes with its NUL).
@@ -442,15 +450,8 @@ def _with_private_endpoints(settings: Settings) -> Settings:
         endpoint = endpoints.get(field) or getattr(settings, field)
         if not endpoint.startswith(("ipc://", "tcp://")):
             raise ConfigError(f"{field}={endpoint!r}: use ipc://PATH or tcp://HOST:PORT")
-        if field.startswith("circus") and endpoint.startswith("tcp://"):
-            # Circus cannot authenticate its clients, and its commands run programs.
+        if field in HOST_ONLY_ENDPOINTS and endpoint.startswith("tcp://"):
             raise ConfigError(
-                f"{field}={endpoint!r}: Circus endpoints must be ipc:// (each host runs its "
-                "own circusd; plain TCP would let anyone who reaches it run commands)"
-            )
-        if field == "journal_appends_endpoint" and endpoint.startswith("tcp://"):
-            raise ConfigError(
-                f"{field}={endpoint!r}: must be ipc:// (the frontend workers and the ledger "
-                "that hear it share this host's journal file)"
+                f"{field}={endpoint!r}: must be ipc:// ({HOST_ONLY_ENDPOINTS[field]})"
             )
     return msgspec.structs.replace(settings, **endpoints)

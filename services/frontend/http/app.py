@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import falcon
+import zmq
 
 from common.config import Settings, load_settings
 from common.control import ControlLink, MeshSummary, ask, summarize
@@ -85,7 +86,10 @@ def get_app() -> falcon.App:
     )
     control = ControlLink(settings, "frontend", apply=gate).start()
     # The ledger sleeps until a worker says it journaled rows (services/frontend/appends.py).
-    appends = AppendSignal(MeshSockets(settings), settings.journal_appends_endpoint)
+    # On the process's shared context, as `ask` uses it: no second I/O thread.
+    appends = AppendSignal(
+        MeshSockets(settings, zmq.Context.instance()), settings.journal_appends_endpoint
+    )
 
     def mesh_status() -> MeshSummary:
         return summarize(ask(settings, "status", timeout=1.0))

@@ -58,7 +58,8 @@ def run(settings: Settings, stop: StopFlag, *, scan_seconds: float = EXPIRY_SCAN
     next_scan = 0.0
     poller = zmq.Poller()
     poller.register(replies, zmq.POLLIN)
-    waiting_for_room = False
+    waiting_for_room = polling_for_room = False
+    poller.register(appends, zmq.POLLIN)
     log.info("ledger up", extra={"window": settings.window, "lease": settings.lease_seconds})
     try:
         while not stop:
@@ -67,8 +68,10 @@ def run(settings: Settings, stop: StopFlag, *, scan_seconds: float = EXPIRY_SCAN
             # rows (new rows change nothing while there is no room); the next lease scan;
             # and at the latest poll_ms, for a signal missed. Waking every 20 ms to look was
             # most of the ledger's CPU, loaded or idle (bench/RESULTS.md, "A mesh that sleeps").
-            poller.register(dispatch, zmq.POLLOUT if waiting_for_room else 0)
-            poller.register(appends, 0 if waiting_for_room else zmq.POLLIN)
+            if waiting_for_room != polling_for_room:  # re-register only on a change
+                poller.register(dispatch, zmq.POLLOUT if waiting_for_room else 0)
+                poller.register(appends, 0 if waiting_for_room else zmq.POLLIN)
+                polling_for_room = waiting_for_room
             until_scan = max(1, int((next_scan - time.monotonic()) * 1000))
             events = dict(poller.poll(until_scan if waiting_for_room else min(poll_ms, until_scan)))
             if appends in events:
