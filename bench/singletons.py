@@ -69,16 +69,15 @@ from common.messages import (
     SAVER_READY_SECONDS,
     Ack,
     Acked,
-    Article,
     Entity,
     Extraction,
-    decode,
     encode,
     route_key,
 )
 from common.security import generate_keys, is_tcp
 from common.sockets import MeshSockets, free_tcp_port, nobody_listens
 from loader.corpora import LEE_PUBLICATIONS, lee_articles
+from services.extractor.inbox import Inbox
 from services.extractor.ner import EntityExtractor, load_model
 from services.frontend.journal import Entry, Journal
 from services.frontend.ledger.dispatcher import Ledger
@@ -276,26 +275,21 @@ def ledger_alone(
     try:
         time.sleep(1.0)  # past its start-up, into its loop (it reads the journal, sends nothing)
         cpu = ledger.cpu()
-        # The peer: an extractor's PULL and a saver's PUSH, with no work in between.
-        inbox = sockets.connect(zmq.PULL, settings.dispatch_endpoint)
+        # The peer: an extractor's inbox (asks for chunks of ack_batch) and a saver's PUSH,
+        # with no work in between.
+        inbox = Inbox(sockets, {settings.ledger_id: settings.dispatch_endpoint}, ack_batch)
         replies = sockets.connect(zmq.PUSH, settings.ack_endpoint)
         acked: set[str] = set()
         received, acks = 0, 0
         started: float | None = None
         while len(acked) < count:
-            if not inbox.poll(int(STALL_SECONDS * 1000)):
+            articles = inbox.receive(int(STALL_SECONDS * 1000))
+            if not articles:
                 raise RuntimeError(
                     f"the ledger stopped dispatching after {received} articles: {ledger.log_tail()}"
                 )
             started = started or time.perf_counter()
-            batch: list[Acked] = []
-            while len(batch) < ack_batch:
-                try:
-                    article = decode(inbox.recv(zmq.NOBLOCK))
-                except zmq.Again:
-                    break
-                assert isinstance(article, Article)
-                batch.append(Acked(article.id, article.token))
+            batch = [Acked(article.id, article.token) for article in articles]
             replies.send(encode(Ack(batch)))
             acks += 1
             received += len(batch)
@@ -309,8 +303,9 @@ def ledger_alone(
             time.perf_counter() - started,
             ledger.cpu() - cpu,
             [
-                f"{count:,} articles pre-journaled; the peer acked {received / acks:.0f} "
-                f"articles per Ack on average ({acks} Acks); {received - count} re-sends; "
+                f"{count:,} articles pre-journaled; the peer asked for chunks of {ack_batch} and "
+                f"acked {received / acks:.0f} articles per Ack on average ({acks} Acks); "
+                f"{received - count} re-sends; "
                 f"window {settings.window}, journal synchronous={settings.journal_synchronous}"
             ],
             scope="frontend host",

@@ -10,7 +10,8 @@ frame that does not decode is dropped and logged by whoever received it (`Codec.
 never a crash. Frame sizes are bounded by the sockets themselves (MAXMSGSIZE,
 common/sockets.py).
 
-Flow: ledger -> Article -> extractor -> Extraction -> saver inlet -> saver -> Ack -> ledger;
+Flow: extractor -> Want -> ledger -> Article -> extractor -> Extraction -> saver inlet ->
+saver -> Ack -> ledger. A ledger answers a Want with one message of Article frames (a chunk);
 results travel as two frames, [route key, Extraction], so the saver inlet can send every
 result of one publication to the same saver without decoding it (`route_key`);
 an extractor that cannot process an article sends the ledger a Failure instead. Acks and
@@ -123,7 +124,22 @@ class Failure(msgspec.Struct, frozen=True, tag="failure.v2", array_like=True):
     retryable: bool = True
 
 
-Message = Article | Extraction | Ack | Failure
+# The most articles one Want may ask for: a bound on what a forged one can make a ledger
+# read and send at once (the ledger's window bounds it too).
+MAX_WANT = 10_000
+
+
+class Want(msgspec.Struct, frozen=True, tag="want.v1", array_like=True):
+    """An extractor asks a ledger for its next chunk of at most `room` articles. The ledger
+    answers once, with one message of 1..room Article frames, when it has work; `seq` counts
+    the extractor's asks, so a repeated ask (sent again while it waited, in case the ledger
+    restarted) is answered at most once."""
+
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    room: Annotated[int, msgspec.Meta(ge=1, le=MAX_WANT)]
+
+
+Message = Article | Extraction | Ack | Failure | Want
 
 _codec: Codec[Message] = Codec(Message)
 encode = _codec.encode

@@ -1,11 +1,13 @@
-"""Extractor: PULLs articles, runs spaCy NER on batches, PUSHes one result per article.
+"""Extractor: asks for articles, runs spaCy NER on batches, PUSHes one result per article.
 
-Pattern: pipeline worker (ZeroMQ guide, "divide and conquer"). It binds nothing, so
-`circusctl incr extractor` adds a worker with no port or configuration change.
+Pattern: a worker of the load-balancing pattern (ZeroMQ guide): it asks each ledger for its
+next chunk when it has room (inbox.py), so work waits where any extractor can take it. It
+binds nothing, so `circusctl incr extractor` adds a worker with no port or configuration
+change.
 
-    inbox    PULL  connect  settings.ledger_dispatch_endpoints  <- every ledger
-    outbox   PUSH  connect  settings.results_in_endpoint  -> saver inlet ([route key, result])
-    replies  PUSH  connect  settings.ledger_ack_endpoints  -> ledgers (Failure, when NER raises)
+    inbox    DEALER  connect  settings.ledger_dispatch_endpoints  <-> every ledger (one each)
+    outbox   PUSH    connect  settings.results_in_endpoint  -> saver inlet ([route key, result])
+    replies  PUSH    connect  settings.ledger_ack_endpoints  -> ledgers (Failure, when NER raises)
 
 It runs at `extractor_nice` (10): NER yields the cores to the frontend, so POSTs stay fast
 while extraction saturates the machine. An article longer than `max_piece_chars` is
@@ -30,17 +32,18 @@ from common.messages import (
     Entity,
     Extraction,
     Failure,
-    decode_or_drop,
     encode,
     route_key,
 )
 from common.sockets import LedgerReplies, MeshSockets
 from services.extractor.cache import TextCache
+from services.extractor.inbox import Inbox
 from services.extractor.ner import EntityExtractor, load_model
 
 log = logging.getLogger("extractor")
 
 SEND_TIMEOUT_MS = 1000
+RECEIVE_TIMEOUT_MS = 1000  # how often an idle extractor looks at its stop flag
 # Errors that another try may not meet: the machine ran short (memory, files, descriptors),
 # not the text. Anything else an article raises on its own is its text's doing (_extract).
 RETRYABLE_ERRORS = (MemoryError, OSError)
@@ -64,11 +67,9 @@ def run(settings: Settings, stop: StopFlag) -> None:
     cache = open_cache(settings)
 
     sockets = MeshSockets(settings)
-    # One PULL connected to every ledger: ZeroMQ fair-queues between them, and a ledger
-    # that is away only stops its own share (its articles wait in its journal).
-    inbox = sockets.connect_all(
-        zmq.PULL, list(settings.ledger_dispatch_endpoints().values()), hwm=settings.batch_size
-    )
+    # Asks every ledger for chunks of work: a ledger that is away only stops its own share
+    # (its articles wait in its journal).
+    inbox = Inbox(sockets, settings.ledger_dispatch_endpoints(), settings.batch_size)
     outbox = sockets.connect(zmq.PUSH, settings.results_in_endpoint)
     outbox.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
     replies = LedgerReplies(sockets, settings.ledger_ack_endpoints())
@@ -77,8 +78,8 @@ def run(settings: Settings, stop: StopFlag) -> None:
     log.info("extractor up", extra={"model": settings.model})
     try:
         while not stop:
-            # Articles: take what is queued, up to one batch, then run NER on it.
-            batch = _receive_batch(inbox, settings.batch_size)
+            # Articles: the chunks the ledgers answered with, then NER on them as one batch.
+            batch = inbox.receive(RECEIVE_TIMEOUT_MS)
             if not batch:
                 continue
             started = time.perf_counter()
@@ -108,21 +109,6 @@ def run(settings: Settings, stop: StopFlag) -> None:
         if cache is not None:
             cache.close()
         log.info("extractor stopped")
-
-
-def _receive_batch(inbox: zmq.Socket, size: int) -> list[Article]:
-    if not inbox.poll(1000):
-        return []
-    batch: list[Article] = []
-    while len(batch) < size:
-        try:
-            frame = inbox.recv(zmq.NOBLOCK)
-        except zmq.Again:
-            break
-        message = decode_or_drop(frame, log, "extractor inbox")
-        if isinstance(message, Article):
-            batch.append(message)
-    return batch
 
 
 def open_cache(settings: Settings) -> TextCache | None:

@@ -172,6 +172,11 @@ class Journal:
 
     # -- ledger side --------------------------------------------------------------------
 
+    def last_seq(self) -> int:
+        """The seq of the newest row (0 for none): O(log n), from the primary key."""
+        (high,) = self._conn.execute("SELECT max(seq) FROM journal").fetchone()
+        return high or 0
+
     def after(self, seq: int, limit: int) -> list[Row]:
         """Rows committed after `seq`, oldest first."""
         rows = self._conn.execute(

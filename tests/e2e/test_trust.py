@@ -27,7 +27,7 @@ import zmq
 from common.config import IPC_NAMES
 from common.control import Command, Report
 from common.control import encode as encode_control
-from common.messages import Ack, Acked, Entity, Extraction, encode, entity_key, route_key
+from common.messages import Ack, Acked, Entity, Extraction, Want, encode, entity_key, route_key
 from services.control import mesh
 from tests.e2e.conftest import RunningMesh, assert_exactly_counted, start_mesh, stop_mesh
 
@@ -106,6 +106,7 @@ def test_the_old_attacks_of_a_local_user_all_fail(exposed_mesh: RunningMesh, cor
     )
     forged_report = encode_control(Report("ledger", 1, "evil", 10**9, {"backlog": -3}))
     stop_writes = encode_control(Command("stop-writes"))
+    want = encode(Want(1, 64))
     accepted = {
         f"t{i}": {"publication": "Trusted", "content": text, "id": f"t{i}"}
         for i, text in enumerate(corpus[:20])
@@ -125,10 +126,11 @@ def test_the_old_attacks_of_a_local_user_all_fail(exposed_mesh: RunningMesh, cor
         except Exception as exc:
             outcome["circus add"] = "failed: " + type(exc).__name__
         context = zmq.Context()
-        rogue = context.socket(zmq.PULL)
+        rogue = context.socket(zmq.DEALER)  # as an extractor: asks the ledger for work
         rogue.connect("ipc://" + paths["dispatch_endpoint"])
+        rogue.send({want!r})  # queued: it leaves only over a connection
         stolen = rogue.poll({int(ATTACK_SECONDS * 1000)})
-        outcome["rogue pull got an article"] = bool(stolen)
+        outcome["rogue extractor got an article"] = bool(stolen)
         for field, frame in (
             ("results_in_endpoint", {forged_extraction!r}),
             ("control_report_endpoint", {forged_report!r}),
@@ -157,7 +159,7 @@ def test_the_old_attacks_of_a_local_user_all_fail(exposed_mesh: RunningMesh, cor
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout)
     assert outcome["circus add"].startswith("failed"), outcome
-    assert outcome["rogue pull got an article"] is False
+    assert outcome["rogue extractor got an article"] is False
     assert outcome["results_in_endpoint"] == "could not send"  # no connection was made
     assert outcome["control_report_endpoint"] == "could not send"
     assert outcome["stop-writes answered"] is False

@@ -1,13 +1,15 @@
 """The ledger process: the one dispatcher of a frontend host's intake journal.
 
 Pattern: a credit-windowed pipeline with acknowledgements (ZeroMQ guide, "reliable
-pipeline"). It reads the journal in commit order, PUSHes at most `window` unacknowledged
-articles to the extractors, deletes the rows savers acknowledge, and re-sends what is late
-(the bookkeeping is `dispatcher.Ledger`).
+pipeline"), pulled by its workers (the guide's load-balancing pattern). It answers each
+extractor's ask (`Want`) with a chunk of the journal in commit order, keeps at most `window`
+articles unacknowledged, deletes the rows savers acknowledge, and re-sends what is late
+(the bookkeeping is `dispatcher.Ledger`; who asked and how much each gets, `wants.Wants`).
 
-    dispatch  PUSH  bind  settings.dispatch_endpoint  -> extractors (connect, PULL)
-    replies   PULL  bind  settings.ack_endpoint       <- savers' Acks, extractors' Failures
-    appends   PULL  bind  settings.journal_appends_endpoint <- frontend workers: rows journaled
+    dispatch  ROUTER  bind  settings.dispatch_endpoint  <-> extractors (connect, DEALER):
+                            [their Want] in, [chunk of Article frames] out
+    replies   PULL    bind  settings.ack_endpoint  <- savers' Acks, extractors' Failures
+    appends   PULL    bind  settings.journal_appends_endpoint <- frontend workers: rows journaled
 """
 
 from __future__ import annotations
@@ -17,26 +19,29 @@ import time
 
 import zmq
 
+from common import metrics
 from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
-from common.messages import Ack, Article, Failure, Message, decode_or_drop, encode
+from common.messages import Ack, Article, Failure, Message, Want, decode_or_drop, encode
 from common.sockets import MeshSockets
 from services.frontend.appends import listen, take_all
 from services.frontend.journal import GateKeeper, Journal, Row
 from services.frontend.ledger.dispatcher import EXPIRY_SCAN_SECONDS, Ledger
+from services.frontend.ledger.wants import Wants
 
 log = logging.getLogger("ledger")
 
-DISPATCH_CHUNK = 64  # journal rows read at once for dispatch
+# Asks taken off the socket per wake-up, so replies and lease scans keep their turn.
+MAX_ASKS_PER_WAKE = 1000
 
 
 def run(settings: Settings, stop: StopFlag, *, scan_seconds: float = EXPIRY_SCAN_SECONDS) -> None:
     sockets = MeshSockets(settings)
-    # A short queue per extractor (and a short inbox in each): articles wait in the journal
-    # until an extractor has room, not in the queue of one that is busy, so the last of a
-    # burst is shared out evenly (docs/architecture.md, "Dispatch and extraction cost").
-    dispatch = sockets.bind(zmq.PUSH, settings.dispatch_endpoint, hwm=settings.batch_size)
+    # Extractors ask for work (wants.py): a send to one that is gone fails (ROUTER_MANDATORY)
+    # instead of vanishing, and its articles stay in the journal for the next ask.
+    dispatch = sockets.bind(zmq.ROUTER, settings.dispatch_endpoint)
+    dispatch.setsockopt(zmq.ROUTER_MANDATORY, 1)
     replies = sockets.bind(zmq.PULL, settings.ack_endpoint)
     appends = listen(sockets, settings.journal_appends_endpoint)
 
@@ -47,6 +52,8 @@ def run(settings: Settings, stop: StopFlag, *, scan_seconds: float = EXPIRY_SCAN
         lease_seconds=settings.lease_seconds,
         max_attempts=settings.max_attempts,
     )
+    wants = Wants()
+    resends: list[Row] = []  # late rows waiting for an extractor's ask
     # The journal connection belongs to this thread: the control link's thread reads a
     # snapshot refreshed here, never the journal itself.
     snapshot: dict[str, float] = ledger.counters()
@@ -58,24 +65,25 @@ def run(settings: Settings, stop: StopFlag, *, scan_seconds: float = EXPIRY_SCAN
     next_scan = 0.0
     poller = zmq.Poller()
     poller.register(replies, zmq.POLLIN)
-    waiting_for_room = polling_for_room = False
-    poller.register(appends, zmq.POLLIN)
+    poller.register(dispatch, zmq.POLLIN)
+    listening = False
     log.info("ledger up", extra={"window": settings.window, "lease": settings.lease_seconds})
     try:
         while not stop:
-            # Sleep until there is something to do: a reply; while rows wait for an
-            # extractor's room, room; otherwise a frontend worker's signal that it journaled
-            # rows (new rows change nothing while there is no room); the next lease scan;
-            # and at the latest poll_ms, for a signal missed. Waking every 20 ms to look was
-            # most of the ledger's CPU, loaded or idle (bench/RESULTS.md, "A mesh that sleeps").
-            if waiting_for_room != polling_for_room:  # re-register only on a change
-                poller.register(dispatch, zmq.POLLOUT if waiting_for_room else 0)
-                poller.register(appends, 0 if waiting_for_room else zmq.POLLIN)
-                polling_for_room = waiting_for_room
+            # Sleep until there is something to do: a reply; an extractor's ask; while one
+            # waits, a frontend worker's signal that it journaled rows (new rows change
+            # nothing while nobody asks); the next lease scan; and, while one waits, at the
+            # latest poll_ms, for a signal missed. Waking every 20 ms to look was most of the
+            # ledger's CPU, loaded or idle (bench/RESULTS.md, "A mesh that sleeps").
+            if bool(wants) != listening:  # re-register only on a change
+                listening = bool(wants)
+                poller.register(appends, zmq.POLLIN if listening else 0)
             until_scan = max(1, int((next_scan - time.monotonic()) * 1000))
-            events = dict(poller.poll(until_scan if waiting_for_room else min(poll_ms, until_scan)))
+            events = dict(poller.poll(min(poll_ms, until_scan) if listening else until_scan))
             if appends in events:
                 take_all(appends)  # the journal read below is what they asked for
+            if dispatch in events:
+                _hear_asks(dispatch, wants)
 
             # Replies: acks from savers (committed: forget them), failures from extractors.
             if replies in events:
@@ -89,30 +97,49 @@ def run(settings: Settings, stop: StopFlag, *, scan_seconds: float = EXPIRY_SCAN
                         )
                 ledger.acknowledged(acked)
 
-            # Leases that ran out: send again, before anything new.
             if time.monotonic() >= next_scan:
                 next_scan = time.monotonic() + scan_seconds
                 # The look control asked for last, heard before this look: a drain believes
                 # a zero only from a look that follows its own request (mesh.drain).
                 heard = control.heard_look()
                 snapshot = {**heard, **ledger.counters()}
-                resends = ledger.due()
-                if resends:
-                    log.warning(
-                        "re-sending %d unacknowledged articles",
-                        len(resends),
-                        extra={"article_ids": [r.id for r in resends]},
-                    )
-                    _send(dispatch, ledger, resends, settings.ledger_id)
+                # Leases that ran out, once the last ones found are all sent again (a row
+                # found late twice before it went would burn two of its attempts).
+                if not resends:
+                    resends = ledger.due()
+                    if resends:
+                        log.warning(
+                            "re-sending %d unacknowledged articles",
+                            len(resends),
+                            extra={"article_ids": [r.id for r in resends]},
+                        )
 
-            # Journaled articles never sent, as far as the window allows and while an
-            # extractor has room.
-            waiting_for_room = _send_fresh(dispatch, ledger, settings.ledger_id)
+            # Answer the extractors that asked: late rows first, then journaled rows never
+            # sent, as far as the window allows.
+            if wants:
+                resends = _answer(dispatch, ledger, wants, resends, settings.ledger_id)
     finally:
         control.stop()
         sockets.close()
         journal.close()
         log.info("ledger stopped", extra={"in_flight": len(ledger.in_flight)})
+
+
+def _hear_asks(socket: zmq.Socket, wants: Wants) -> None:
+    """Record every ask waiting now; anything that is not [routing id, Want] is dropped
+    (and logged)."""
+    for _ in range(MAX_ASKS_PER_WAKE):
+        try:
+            frames = socket.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        if len(frames) != 2:
+            metrics.FRAMES_DROPPED.inc()
+            log.warning("dropped an ask of %d frames", len(frames))
+            continue
+        message = decode_or_drop(frames[1], log, "ledger dispatch")
+        if isinstance(message, Want):
+            wants.ask(frames[0], message.seq, message.room)
 
 
 def _drain(socket: zmq.Socket) -> list[Message]:
@@ -128,36 +155,49 @@ def _drain(socket: zmq.Socket) -> list[Message]:
             messages.append(message)
 
 
-def _send_fresh(socket: zmq.Socket, ledger: Ledger, ledger_id: str) -> bool:
-    """Send never-dispatched rows while the extractors take them, reading the journal in
-    chunks and only while the socket has room: with a short send queue (batch_size) most
-    polls find it full, and reading a window's worth of rows each time cost more than the
-    rest of the ledger's work. True if it stopped for lack of room (rows may be waiting),
-    False if there was nothing more to send (or the window is full: acks wake the loop)."""
-    while socket.getsockopt(zmq.EVENTS) & zmq.POLLOUT:
-        rows = ledger.fresh(limit=DISPATCH_CHUNK)
+def _answer(
+    socket: zmq.Socket, ledger: Ledger, wants: Wants, resends: list[Row], ledger_id: str
+) -> list[Row]:
+    """Answer open asks, oldest first, each with one chunk: late rows first, then rows
+    never sent, sized by what is left (`Wants.chunk`), until there is nothing to send (or
+    the window is full: acks wake the loop). Returns the late rows still waiting."""
+    resends = [row for row in resends if row.id in ledger.in_flight]  # not acked meanwhile
+    for peer, room in wants.waiting():
+        late = bool(resends)
+        if late:
+            rows, resends = resends[:room], resends[room:]
+        else:
+            left = ledger.undispatched()
+            rows = ledger.fresh(limit=wants.chunk(room, left)) if left else []
         if not rows:
-            return False
-        if _send(socket, ledger, rows, ledger_id) < len(rows):
-            return True
+            break
+        if _send(socket, peer, ledger, rows, ledger_id):
+            wants.answered(peer)
+            continue
+        # Gone, or its queue is full: it asks again if it is there. Rows never sent are
+        # read from the journal again (the cursor did not move); late rows wait here.
+        wants.gone(peer)
+        if late:
+            resends = rows + resends
+    return resends
+
+
+def _send(socket: zmq.Socket, peer: bytes, ledger: Ledger, rows: list[Row], ledger_id: str) -> bool:
+    """Send `rows` to one extractor as one message, each with a fresh token, and record
+    them; False (nothing recorded) if that extractor is gone or cannot take it now."""
+    tokens = [ledger.token() for _ in rows]
+    frames = [
+        encode(Article(row.id, row.publication, row.content, ledger_id, token))
+        for row, token in zip(rows, tokens, strict=True)
+    ]
+    try:
+        socket.send_multipart([peer, *frames], zmq.NOBLOCK)
+    except zmq.ZMQError as error:
+        if error.errno not in (zmq.EHOSTUNREACH, zmq.EAGAIN):
+            raise
+        return False
+    ledger.sent(rows, tokens)
     return True
-
-
-def _send(socket: zmq.Socket, ledger: Ledger, rows: list[Row], ledger_id: str) -> int:
-    """Send what the extractors take now, each with a fresh token, and record it; returns
-    how many rows went."""
-    sent, tokens = [], []
-    for row in rows:
-        token = ledger.token()
-        frame = encode(Article(row.id, row.publication, row.content, ledger_id, token))
-        try:
-            socket.send(frame, zmq.NOBLOCK)
-        except zmq.Again:
-            break  # no extractor connected, or all are full: next round
-        sent.append(row)
-        tokens.append(token)
-    ledger.sent(sent, tokens)
-    return len(sent)
 
 
 def main() -> None:

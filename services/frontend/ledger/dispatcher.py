@@ -123,6 +123,10 @@ class Ledger:
             credit = min(credit, limit)
         return self.journal.after(self.cursor, credit) if credit > 0 else []
 
+    def undispatched(self) -> int:
+        """Journal rows never dispatched (an upper bound: seqs may have gaps)."""
+        return max(0, self.journal.last_seq() - self.cursor)
+
     def due(self) -> list[Row]:
         """Rows whose lease ran out, to send again.
 

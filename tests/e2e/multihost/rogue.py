@@ -10,6 +10,7 @@ expects nothing, and every handshake refused.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -18,7 +19,7 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from common.messages import Entity, Extraction, encode
+from common.messages import Entity, Extraction, Want, encode
 
 SECONDS = 6.0
 
@@ -32,7 +33,7 @@ def main() -> None:
     def curve(kind: int, endpoint: str) -> tuple[zmq.Socket, zmq.Socket]:
         socket = context.socket(kind)
         socket.linger = 0
-        if kind == zmq.PUSH:
+        if kind in (zmq.PUSH, zmq.DEALER):
             socket.setsockopt(zmq.IMMEDIATE, 1)  # a send succeeds only over a handshake
         socket.curve_publickey, socket.curve_secretkey = public, secret
         socket.curve_serverkey = server
@@ -40,7 +41,7 @@ def main() -> None:
         socket.connect(endpoint)
         return socket, monitor
 
-    inbox, inbox_events = curve(zmq.PULL, dispatch)
+    inbox, inbox_events = curve(zmq.DEALER, dispatch)  # as an extractor: asks for work
     results, results_events = curve(zmq.PUSH, results_in)
     request, request_events = curve(zmq.REQ, control)
     forged = Extraction(
@@ -59,8 +60,7 @@ def main() -> None:
     while time.monotonic() < deadline:
         ready = dict(poller.poll(200))
         if inbox in ready:
-            inbox.recv()
-            got["articles"] += 1
+            got["articles"] += len(inbox.recv_multipart())
         if request in ready:
             request.recv()
             got["control_answered"] = True
@@ -68,6 +68,8 @@ def main() -> None:
             if monitor in ready:
                 event = recv_monitor_message(monitor)["event"]
                 events[name].append(zmq.Event(event).name)
+        with contextlib.suppress(zmq.Again):  # only possible over a completed handshake
+            inbox.send(encode(Want(1, 64)), zmq.NOBLOCK)
         if not got["sent_forged"]:
             try:  # only possible over a completed handshake
                 results.send(encode(forged), zmq.NOBLOCK)

@@ -7,12 +7,10 @@ import threading
 import time
 from pathlib import Path
 
-import zmq
-
 from common.config import load_settings
 from common.lifecycle import StopFlag
-from common.messages import Article, decode
 from common.sockets import MeshSockets
+from services.extractor.inbox import WANT_REPEAT_SECONDS, Inbox
 from services.frontend.appends import AppendSignal
 from services.frontend.journal import Entry, Journal
 from services.frontend.ledger.__main__ import run
@@ -20,17 +18,9 @@ from services.frontend.ledger.__main__ import run
 LONG = 60.0  # the ledger's own poll and lease scan: far beyond this test
 
 
-def received(extractor: zmq.Socket, seconds: float) -> list[str]:
-    """The ids of the articles dispatched to `extractor`, from the first one that arrives
-    within `seconds` until none is waiting."""
-    ids = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not (ids and not extractor.poll(0)):
-        if extractor.poll(50):
-            article = decode(extractor.recv())
-            assert isinstance(article, Article)
-            ids.append(article.id)
-    return ids
+def received(inbox: Inbox, seconds: float) -> list[str]:
+    """The ids of the articles the ledger answered the inbox's ask with within `seconds`."""
+    return [article.id for article in inbox.receive(int(seconds * 1000))]
 
 
 def test_the_ledger_dispatches_on_a_signal_not_on_a_timer(tmp_path: Path):
@@ -42,20 +32,25 @@ def test_the_ledger_dispatches_on_a_signal_not_on_a_timer(tmp_path: Path):
     sockets = MeshSockets(settings)
     try:
         ledger.start()
-        extractor = sockets.connect(zmq.PULL, settings.dispatch_endpoint, hwm=64)
+        inbox = Inbox(sockets, {"local": settings.dispatch_endpoint}, room=64)
         signal = AppendSignal(sockets, settings.journal_appends_endpoint)
         journal.append([Entry("first", "Pub", "text")])
         ids: list[str] = []
         deadline = time.monotonic() + 10
         while not ids and time.monotonic() < deadline:  # until the ledger is up and heard
             signal.rows_appended()
-            ids = received(extractor, 0.1)
+            ids = received(inbox, 0.1)
         assert ids == ["first"]
 
+        # The inbox asks again (the ledger reads the journal on an ask: nothing), then a
+        # row is journaled with no signal. The ask is repeated only after a second.
+        asked = time.monotonic()
+        assert received(inbox, 0.2) == []
         journal.append([Entry("quiet", "Pub", "text")])
-        assert received(extractor, 1.0) == []  # no signal: still in the journal
+        assert received(inbox, 0.5) == []  # no signal: still in the journal
+        assert time.monotonic() - asked < WANT_REPEAT_SECONDS
         signal.rows_appended()
-        assert received(extractor, 5.0) == ["quiet"]
+        assert received(inbox, 5.0) == ["quiet"]
     finally:
         stop.set()
         signal.rows_appended()  # wakes the loop to see the flag

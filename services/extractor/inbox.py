@@ -1,0 +1,100 @@
+"""Where an extractor's work comes from: it asks every ledger for its next chunk.
+
+Each ledger's dispatch is a ROUTER; the extractor holds one DEALER per ledger (by id, from
+configuration), so it can ask each one on its own. It asks a ledger (a `Want` of
+`batch_size`) only once that ledger's last chunk has arrived, and takes chunks as they
+come: what an extractor holds is the batch it is on plus at most one chunk per ledger,
+never a queue it cannot share (services/frontend/ledger/wants.py says why).
+
+An ask is repeated every WANT_REPEAT_SECONDS while unanswered (same seq: a ledger answers
+it once), so a ledger that restarted, or was not there yet, hears it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import zmq
+
+from common import metrics
+from common.messages import Article, Want, decode_or_drop, encode
+from common.sockets import MeshSockets
+
+log = logging.getLogger("extractor")
+
+WANT_REPEAT_SECONDS = 1.0
+# Chunks queued per ledger connection: one is asked for at a time, so 2 covers a repeat
+# answered by a restarted ledger while the first answer was on its way.
+CHUNKS_QUEUED = 4
+
+
+class Inbox:
+    """One DEALER per ledger; `receive` returns the articles of the chunks that arrived."""
+
+    def __init__(
+        self,
+        sockets: MeshSockets,
+        ledgers: dict[str, str],
+        room: int,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.room = room
+        self._now = now
+        self._sockets: dict[str, zmq.Socket] = {}
+        for ledger, endpoint in ledgers.items():
+            socket = sockets.connect(zmq.DEALER, endpoint, hwm=CHUNKS_QUEUED)
+            socket.setsockopt(zmq.IMMEDIATE, 1)  # an ask waits for a live ledger, not a queue
+            self._sockets[ledger] = socket
+        self._poller = zmq.Poller()
+        for socket in self._sockets.values():
+            self._poller.register(socket, zmq.POLLIN)
+        self._seq = 0
+        self._open: dict[str, tuple[int, float]] = {}  # ledger -> (seq, last sent) of its ask
+
+    def receive(self, timeout_ms: int) -> list[Article]:
+        """Ask every ledger that owes nothing, then wait up to `timeout_ms` for chunks;
+        returns the articles of every chunk that arrived (a frame that is not an Article is
+        dropped and logged)."""
+        self._ask()
+        events = dict(self._poller.poll(timeout_ms))
+        articles: list[Article] = []
+        for ledger, socket in self._sockets.items():
+            if socket in events:
+                articles += self._take(ledger, socket)
+        return articles
+
+    def _ask(self) -> None:
+        now = self._now()
+        for ledger, socket in self._sockets.items():
+            opened = self._open.get(ledger)
+            if opened is not None and now - opened[1] < WANT_REPEAT_SECONDS:
+                continue
+            if opened is None:
+                self._seq += 1
+                seq = self._seq
+            else:
+                seq = opened[0]
+            try:
+                socket.send(encode(Want(seq, self.room)), zmq.NOBLOCK)
+            except zmq.Again:
+                continue  # not connected (yet): ask again on the next call
+            self._open[ledger] = (seq, now)
+
+    def _take(self, ledger: str, socket: zmq.Socket) -> list[Article]:
+        articles: list[Article] = []
+        while True:
+            try:
+                frames = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return articles
+            self._open.pop(ledger, None)  # answered: ask again on the next call
+            if len(frames) > self.room:
+                metrics.FRAMES_DROPPED.inc(len(frames))
+                log.warning("dropped a chunk larger than asked", extra={"frames": len(frames)})
+                continue
+            for frame in frames:
+                message = decode_or_drop(frame, log, "extractor inbox")
+                if isinstance(message, Article):
+                    articles.append(message)

@@ -1,0 +1,105 @@
+"""An extractor's inbox (services/extractor/inbox.py) against real ROUTER sockets standing
+in for two ledgers: it asks each once, repeats an unanswered ask with the same seq, asks
+again only after an answer, and drops what is not a chunk of Articles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import zmq
+
+from common.config import Settings
+from common.messages import Article, Want, decode, encode
+from common.sockets import MeshSockets
+from services.extractor.inbox import WANT_REPEAT_SECONDS, Inbox
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def mesh(tmp_path: Path):
+    sockets = MeshSockets(Settings(data_dir=str(tmp_path)))
+    yield sockets
+    sockets.close()
+
+
+@pytest.fixture
+def ledgers(mesh: MeshSockets, tmp_path: Path) -> dict[str, tuple[zmq.Socket, str]]:
+    found = {}
+    for name in ("one", "two"):
+        endpoint = f"ipc://{tmp_path}/run/{name}"
+        found[name] = (mesh.bind(zmq.ROUTER, endpoint), endpoint)
+    return found
+
+
+def asks(router: zmq.Socket, wait_ms: int = 2000) -> list[tuple[bytes, Want]]:
+    heard = []
+    while router.poll(wait_ms if not heard else 100):
+        peer, frame = router.recv_multipart()
+        message = decode(frame)
+        assert isinstance(message, Want)
+        heard.append((peer, message))
+    return heard
+
+
+def article(ident: str) -> bytes:
+    return encode(Article(ident, "Pub", "text", "one", 7))
+
+
+def connected_inbox(mesh, ledgers, clock: Clock) -> Inbox:
+    inbox = Inbox(mesh, {name: endpoint for name, (_, endpoint) in ledgers.items()}, 8, clock)
+    for _ in range(50):  # IMMEDIATE: an ask goes only once the ledger is connected
+        inbox.receive(20)
+        if len(inbox._open) == 2:
+            break
+    return inbox
+
+
+def test_it_asks_each_ledger_once_and_repeats_an_unanswered_ask(mesh, ledgers):
+    clock = Clock()
+    inbox = connected_inbox(mesh, ledgers, clock)
+    one, two = ledgers["one"][0], ledgers["two"][0]
+    [(_, first)] = asks(one)
+    [(_, other)] = asks(two)
+    assert first.room == other.room == 8
+    assert first.seq != other.seq
+    assert inbox.receive(50) == []
+    assert asks(one, 200) == []  # asked already: no second ask within the second
+    clock.t += WANT_REPEAT_SECONDS
+    inbox.receive(50)
+    [(_, repeat)] = asks(one)
+    assert repeat == first  # the same ask, answered at most once
+
+
+def test_it_takes_a_chunk_and_asks_again_only_then(mesh, ledgers):
+    clock = Clock()
+    inbox = connected_inbox(mesh, ledgers, clock)
+    one = ledgers["one"][0]
+    [(peer, first)] = asks(one)
+    asks(ledgers["two"][0])
+    one.send_multipart([peer, article("a"), article("b")])
+    got = inbox.receive(2000)
+    assert [a.id for a in got] == ["a", "b"]
+    inbox.receive(50)
+    [(_, following)] = asks(one)
+    assert following.seq > first.seq
+    assert asks(ledgers["two"][0], 200) == []  # two owes its chunk still
+
+
+def test_bad_frames_and_chunks_larger_than_asked_are_dropped(mesh, ledgers):
+    inbox = connected_inbox(mesh, ledgers, Clock())
+    one = ledgers["one"][0]
+    [(peer, _)] = asks(one)
+    one.send_multipart([peer, b"\x93not an article", article("kept")])
+    assert [a.id for a in inbox.receive(2000)] == ["kept"]
+    inbox.receive(50)
+    [(peer, _)] = asks(one)
+    one.send_multipart([peer] + [article(f"x{i}") for i in range(9)])  # asked for 8
+    assert inbox.receive(2000) == []
