@@ -87,10 +87,24 @@ def test_it_takes_a_chunk_and_asks_again_only_then(mesh, ledgers):
     one.send_multipart([peer, article("a"), article("b")])
     got = inbox.receive(2000)
     assert [a.id for a in got] == ["a", "b"]
+    # Less than asked: the ledger is running dry, so no ask until this batch is done.
+    assert asks(one, 200) == []
     inbox.receive(50)
     [(_, following)] = asks(one)
     assert following.seq > first.seq
     assert asks(ledgers["two"][0], 200) == []  # two owes its chunk still
+
+
+def test_a_full_chunk_is_followed_by_the_next_ask_before_extraction(mesh, ledgers):
+    """A ledger that filled the ask has plenty left: the next chunk travels while this one
+    is extracted."""
+    inbox = connected_inbox(mesh, ledgers, Clock())
+    one = ledgers["one"][0]
+    [(peer, first)] = asks(one)
+    one.send_multipart([peer] + [article(f"a{i}") for i in range(8)])
+    assert len(inbox.receive(2000)) == 8
+    [(_, following)] = asks(one)  # sent by that same receive
+    assert following.seq > first.seq
 
 
 def test_bad_frames_and_chunks_larger_than_asked_are_dropped(mesh, ledgers):
