@@ -103,9 +103,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     max_attempts: int = 5
     # Journal rows (waiting or in flight) beyond which the frontend answers 503.
     max_backlog: int = 100_000
-    # The ledger looks for new journal rows when a frontend worker says it journaled some,
-    # and at least this often (a signal can be missed: a worker that started before the
-    # ledger bound its socket, a full signal queue).
+    # While an extractor waits for work, the ledger looks for new journal rows when a
+    # frontend worker says it journaled some, and at least this often (a signal can be
+    # missed: a worker that started before the ledger bound its socket, a full queue).
     ledger_poll_seconds: Annotated[float, msgspec.Meta(gt=0)] = 0.5
 
     # Extractors.

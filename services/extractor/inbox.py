@@ -27,8 +27,8 @@ from common.sockets import MeshSockets
 log = logging.getLogger("extractor")
 
 WANT_REPEAT_SECONDS = 1.0
-# Chunks queued per ledger connection: one is asked for at a time, so 2 covers a repeat
-# answered by a restarted ledger while the first answer was on its way.
+# Chunks queued per ledger connection: one is asked for at a time (two when a restarted
+# ledger answers a repeat while the first answer was on its way); the rest is to spare.
 CHUNKS_QUEUED = 4
 
 
