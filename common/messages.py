@@ -124,6 +124,14 @@ class Failure(msgspec.Struct, frozen=True, tag="failure.v2", array_like=True):
     retryable: bool = True
 
 
+class Released(msgspec.Struct, frozen=True, tag="released.v1", array_like=True):
+    """Articles an extractor received and will not extract (it is stopping): the ledger
+    sends them again at once, counting no failure against them, instead of one lease
+    later. Like an ack, it counts only with the dispatch token the ledger issued."""
+
+    articles: Annotated[list[Acked], msgspec.Meta(max_length=100_000)]
+
+
 # The most articles one Want may ask for: a bound on what a forged one can make a ledger
 # read and send at once (the ledger's window bounds it too).
 MAX_WANT = 10_000
@@ -139,7 +147,7 @@ class Want(msgspec.Struct, frozen=True, tag="want.v1", array_like=True):
     room: Annotated[int, msgspec.Meta(ge=1, le=MAX_WANT)]
 
 
-Message = Article | Extraction | Ack | Failure | Want
+Message = Article | Extraction | Ack | Failure | Want | Released
 
 _codec: Codec[Message] = Codec(Message)
 encode = _codec.encode

@@ -7,7 +7,8 @@ change.
 
     inbox    DEALER  connect  settings.ledger_dispatch_endpoints  <-> every ledger (one each)
     outbox   PUSH    connect  settings.results_in_endpoint  -> saver inlet ([route key, result])
-    replies  PUSH    connect  settings.ledger_ack_endpoints  -> ledgers (Failure, when NER raises)
+    replies  PUSH    connect  settings.ledger_ack_endpoints  -> ledgers (Failure, when NER raises;
+                                                               Released, what it stops holding)
 
 It runs at `extractor_nice` (10): NER yields the cores to the frontend, so POSTs stay fast
 while extraction saturates the machine. An article longer than `max_piece_chars` is
@@ -28,10 +29,12 @@ from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
 from common.messages import (
+    Acked,
     Article,
     Entity,
     Extraction,
     Failure,
+    Released,
     encode,
     route_key,
 )
@@ -104,11 +107,25 @@ def run(settings: Settings, stop: StopFlag) -> None:
             metrics.BATCH_SECONDS.observe(seconds)
             log.info("batch extracted", extra={"articles": len(batch), "seconds": seconds})
     finally:
+        _give_back(replies, inbox.waiting())
         control.stop()
         sockets.close()
         if cache is not None:
             cache.close()
         log.info("extractor stopped")
+
+
+def _give_back(replies: LedgerReplies, articles: list[Article]) -> None:
+    """Tell each ledger which of its articles this stopping extractor received and will
+    not extract (the chunk it asked for ahead), so they go out again now, not one lease
+    later. Best effort: one not given back still comes back with its lease."""
+    by_ledger: dict[str, list[Acked]] = {}
+    for article in articles:
+        by_ledger.setdefault(article.ledger, []).append(Acked(article.id, article.token))
+    for ledger, released in by_ledger.items():
+        replies.send(ledger, encode(Released(released)))
+    if articles:
+        log.info("gave back articles not extracted", extra={"articles": len(articles)})
 
 
 def open_cache(settings: Settings) -> TextCache | None:

@@ -78,6 +78,14 @@ class Inbox:
         self._ask(plenty)
         return articles
 
+    def waiting(self) -> list[Article]:
+        """The articles of every chunk that arrived and was not taken yet, without asking
+        for more (for an extractor that stops: it gives them back)."""
+        articles: list[Article] = []
+        for ledger, socket in self._sockets.items():
+            articles += self._take(ledger, socket)
+        return articles
+
     def _ask(self, ledgers: Iterable[str]) -> None:
         now = self._now()
         for ledger in ledgers:

@@ -104,6 +104,30 @@ def test_scaling_down_and_up_under_load_loses_nothing(tmp_path, corpus, oracle):
         stop_mesh(running)
 
 
+def test_an_extractor_scaled_down_mid_burst_gives_back_what_it_asked_for_ahead(
+    tmp_path, corpus, oracle
+):
+    """A stopping extractor hands the ledger the chunk it asked for ahead, and the ledger
+    sends it out again at once: with leases of two minutes the burst still drains in well
+    under one (a chunk left to its lease would come back only after it)."""
+    # No text cache: the corpus repeats its texts, and every article must take its NER time.
+    running = start_mesh(tmp_path, lease_seconds=120.0, text_cache_entries=0)
+    try:
+        articles = unique_articles(corpus, 1200, "given")
+        for start in range(0, len(articles), 100):
+            assert running.post(articles[start : start + 100]).status_code == 202
+        deadline = time.monotonic() + 120
+        while ledger_counters(running)["acknowledged"] < 100:  # both extractors at work
+            assert time.monotonic() < deadline, "nothing acknowledged in 120 s"
+            time.sleep(0.2)
+        assert ingest(running, "scale", "extractor", "1").returncode == 0
+        running.wait_drained(timeout=90)
+        assert ledger_counters(running)["redelivered"] > 0  # the chunk given back went again
+        assert_exactly_counted(running, {a["id"]: a for a in articles}, oracle)
+    finally:
+        stop_mesh(running)
+
+
 def test_sqlite_store_locked_for_15s_mid_load(tmp_path, corpus, oracle):
     running = start_mesh(tmp_path, **FAULT_SETTINGS)
     try:

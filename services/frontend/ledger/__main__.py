@@ -8,7 +8,8 @@ articles unacknowledged, deletes the rows savers acknowledge, and re-sends what 
 
     dispatch  ROUTER  bind  settings.dispatch_endpoint  <-> extractors (connect, DEALER):
                             [their Want] in, [chunk of Article frames] out
-    replies   PULL    bind  settings.ack_endpoint  <- savers' Acks, extractors' Failures
+    replies   PULL    bind  settings.ack_endpoint  <- savers' Acks, extractors' Failures and
+                                                    Released (given back by one stopping)
     appends   PULL    bind  settings.journal_appends_endpoint <- frontend workers: rows journaled
 """
 
@@ -23,7 +24,16 @@ from common import metrics
 from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
-from common.messages import Ack, Article, Failure, Message, Want, decode_or_drop, encode
+from common.messages import (
+    Ack,
+    Article,
+    Failure,
+    Message,
+    Released,
+    Want,
+    decode_or_drop,
+    encode,
+)
 from common.sockets import MeshSockets
 from services.frontend.appends import listen, take_all
 from services.frontend.journal import GateKeeper, Journal, Row
@@ -95,6 +105,9 @@ def run(settings: Settings, stop: StopFlag, *, scan_seconds: float = EXPIRY_SCAN
                         ledger.failed(
                             message.id, message.token, message.error, retryable=message.retryable
                         )
+                    elif isinstance(message, Released):
+                        taken = ledger.released([(a.id, a.token) for a in message.articles])
+                        log.info("articles given back by a stopping extractor: %d", taken)
                 ledger.acknowledged(acked)
 
             if time.monotonic() >= next_scan:
@@ -151,7 +164,7 @@ def _drain(socket: zmq.Socket) -> list[Message]:
         except zmq.Again:
             return messages
         message = decode_or_drop(frame, log, "ledger replies")
-        if isinstance(message, Ack | Failure):
+        if isinstance(message, Ack | Failure | Released):
             messages.append(message)
 
 

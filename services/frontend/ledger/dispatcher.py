@@ -250,6 +250,19 @@ class Ledger:
         self.done += 1
         return True
 
+    def released(self, articles: list[tuple[str, int]]) -> int:
+        """An extractor gave these back unprocessed (it is stopping): send them again at
+        the next lease scan, with no failure counted. Only with a token this ledger issued
+        for the article; returns how many were taken back."""
+        now = self._now()
+        taken = 0
+        for ident, token in articles:
+            lease = self.in_flight.get(ident)
+            if lease is not None and token in lease.tokens:
+                lease.retry_at = now
+                taken += 1
+        return taken
+
     def failed(self, ident: str, token: int, error: str, *, retryable: bool = True) -> None:
         """An article could not be processed: evidence against it. Retry soon, or give up on
         it (at once when the failure is deterministic: a retry would fail the same way).

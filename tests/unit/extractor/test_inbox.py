@@ -4,6 +4,7 @@ again only after an answer, and drops what is not a chunk of Articles."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,17 @@ def test_bad_frames_and_chunks_larger_than_asked_are_dropped(mesh, ledgers):
     [(peer, _)] = asks(one)
     one.send_multipart([peer] + [article(f"x{i}") for i in range(9)])  # asked for 8
     assert inbox.receive(2000) == []
+
+
+def test_chunks_waiting_when_it_stops_are_taken_without_asking_again(mesh, ledgers):
+    """What a stopping extractor gives back: the chunk it asked for ahead."""
+    inbox = connected_inbox(mesh, ledgers, Clock())
+    one = ledgers["one"][0]
+    [(peer, _)] = asks(one)
+    one.send_multipart([peer, article("ahead")])
+    deadline = 50
+    while not (waiting := inbox.waiting()) and deadline:
+        time.sleep(0.05)
+        deadline -= 1
+    assert [a.id for a in waiting] == ["ahead"]
+    assert asks(one, 200) == []

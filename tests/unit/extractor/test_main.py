@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from common.messages import Article, Entity, Failure
-from services.extractor.__main__ import _extract
+import zmq
+
+from common.config import Settings
+from common.messages import Acked, Article, Entity, Failure, Released, decode
+from common.sockets import LedgerReplies, MeshSockets
+from services.extractor.__main__ import _extract, _give_back
 
 GOOD = [Entity("k", "Paris", "GPE", 1)]
 
@@ -46,3 +50,28 @@ def test_running_short_of_memory_or_disk_may_pass_on_another_try():
     results = _extract(Flaky(), [article("memory"), article("disk"), article("a")])
     assert [(r.id, r.retryable) for r in results[:2]] == [("memory", True), ("disk", True)]
     assert results[2] == GOOD
+
+
+def test_a_stopping_extractor_gives_back_what_it_holds_to_each_ledger(tmp_path):
+    """Over real sockets: one Released per ledger, with each article's dispatch token."""
+    settings = Settings(data_dir=str(tmp_path))
+    mesh = MeshSockets(settings)
+    try:
+        ends = {name: f"ipc://{tmp_path}/run/{name}-acks" for name in ("a", "b")}
+        pulls = {name: mesh.bind(zmq.PULL, endpoint) for name, endpoint in ends.items()}
+        held = [
+            Article("x", "p", "t", "a", 1),
+            Article("y", "p", "t", "b", 2),
+            Article("z", "p", "t", "a", 3),
+        ]
+        _give_back(LedgerReplies(mesh, ends), held)
+        got = {}
+        for name, pull in pulls.items():
+            assert pull.poll(2000)
+            got[name] = decode(pull.recv())
+        assert got == {
+            "a": Released([Acked("x", 1), Acked("z", 3)]),
+            "b": Released([Acked("y", 2)]),
+        }
+    finally:
+        mesh.close()

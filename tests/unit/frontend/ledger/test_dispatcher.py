@@ -266,3 +266,15 @@ def test_freshness_is_observed_from_acceptance_to_ack(journal, clock):
     assert after["ingest_freshness_seconds_sum"] == pytest.approx(
         count["ingest_freshness_seconds_sum"] + 1.5
     )
+
+
+def test_articles_given_back_go_again_at_once_with_no_failure_counted(ledger: Ledger):
+    """A stopping extractor gives back the chunk it asked for ahead: those go out at the
+    next scan, not one lease later, and count nothing against the articles; a give-back
+    without a token this ledger issued changes nothing."""
+    dispatch(ledger, ledger.fresh())
+    assert ledger.due() == []
+    taken = ledger.released([("id1", token_of(ledger, "id1")), ("id2", 12345)])
+    assert taken == 1
+    assert ids(ledger.due()) == ["id1"]  # the clock has not moved: no lease ran out
+    assert ledger.journal.record_failures(["id1"]) == {"id1": 1}  # the first one counted
