@@ -17,11 +17,14 @@ from __future__ import annotations
 import logging
 import random
 import socket as net
+from collections.abc import Iterator
 from pathlib import Path
 
 import zmq
 
+from common import metrics
 from common.config import Settings
+from common.messages import Message, decode_or_drop
 from common.security import MeshSecurity, ensure_private_dir, is_tcp
 
 log = logging.getLogger("sockets")
@@ -197,3 +200,23 @@ class LedgerReplies:
         except zmq.Again:
             return False
         return True
+
+
+def receive_pairs(
+    socket: zmq.Socket, limit: int, log: logging.Logger, source: str
+) -> Iterator[tuple[bytes, Message]]:
+    """Up to `limit` messages waiting now that are [key, message] (a ROUTER's routing id,
+    the saver inlet's route key), as (key, decoded message). A message of any other shape,
+    or whose second frame does not decode, is dropped and logged, never raised."""
+    for _ in range(limit):
+        try:
+            frames = socket.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        if len(frames) != 2:
+            metrics.FRAMES_DROPPED.inc()
+            log.warning("dropped a message of %d frames", len(frames), extra={"source": source})
+            continue
+        message = decode_or_drop(frames[1], log, source)
+        if message is not None:
+            yield frames[0], message

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.config import DEFAULT_SKIP_LABELS
-from common.sockets import free_tcp_port
+from common.config import DEFAULT_SKIP_LABELS, Settings
+from common.sockets import MeshSockets, free_tcp_port
 from loader.corpora import lee_articles
 from services.extractor.ner import EntityExtractor, load_model
 from tests.oracle import Oracle
@@ -43,3 +43,11 @@ def extractor() -> EntityExtractor:
 def oracle() -> Oracle:
     """Stock spaCy's full pipeline, sharing no code with the product (tests/oracle.py)."""
     return Oracle()
+
+
+@pytest.fixture
+def mesh_sockets(tmp_path):
+    """A process's sockets opened the mesh's way, in a private data folder: real ZeroMQ."""
+    sockets = MeshSockets(Settings(data_dir=str(tmp_path)))
+    yield sockets
+    sockets.close()

@@ -33,10 +33,9 @@ from common.messages import (
     Acked,
     Extraction,
     Failure,
-    decode_or_drop,
     encode,
 )
-from common.sockets import LedgerReplies, MeshSockets
+from common.sockets import LedgerReplies, MeshSockets, receive_pairs
 from common.store import Store
 from services.saver.audit import DocumentWrites, documents_of
 from services.saver.commits import Outcome, commit
@@ -110,16 +109,7 @@ class Saver:
     def _receive(self) -> None:
         """Queue what the socket holds; a message that is not [route key, Extraction]
         is dropped (and logged), never committed."""
-        for _ in range(RECEIVE_LIMIT):
-            try:
-                frames = self.inbox.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if len(frames) != 2:
-                metrics.FRAMES_DROPPED.inc()
-                log.warning("dropped a message of %d frames", len(frames))
-                continue
-            message = decode_or_drop(frames[1], log, "saver inbox")
+        for _, message in receive_pairs(self.inbox, RECEIVE_LIMIT, log, "saver inbox"):
             if isinstance(message, Extraction):
                 self.schedule.add(message)
 

@@ -20,7 +20,6 @@ import time
 
 import zmq
 
-from common import metrics
 from common.config import Settings, load_settings
 from common.control import ControlLink
 from common.lifecycle import StopFlag, configure_logging
@@ -34,7 +33,7 @@ from common.messages import (
     decode_or_drop,
     encode,
 )
-from common.sockets import MeshSockets
+from common.sockets import MeshSockets, receive_pairs
 from services.frontend.appends import listen, take_all
 from services.frontend.journal import GateKeeper, Journal, Row
 from services.frontend.ledger.dispatcher import EXPIRY_SCAN_SECONDS, Ledger
@@ -139,20 +138,11 @@ def run(settings: Settings, stop: StopFlag, *, scan_seconds: float = EXPIRY_SCAN
 
 
 def _hear_asks(socket: zmq.Socket, wants: Wants) -> None:
-    """Record every ask waiting now; anything that is not [routing id, Want] is dropped
-    (and logged)."""
-    for _ in range(MAX_ASKS_PER_WAKE):
-        try:
-            frames = socket.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again:
-            return
-        if len(frames) != 2:
-            metrics.FRAMES_DROPPED.inc()
-            log.warning("dropped an ask of %d frames", len(frames))
-            continue
-        message = decode_or_drop(frames[1], log, "ledger dispatch")
+    """Record every ask waiting now (at most MAX_ASKS_PER_WAKE); anything that is not
+    [routing id, Want] is dropped (and logged)."""
+    for peer, message in receive_pairs(socket, MAX_ASKS_PER_WAKE, log, "ledger dispatch"):
         if isinstance(message, Want):
-            wants.ask(frames[0], message.seq, message.room)
+            wants.ask(peer, message.seq, message.room)
 
 
 def _drain(socket: zmq.Socket) -> list[Message]:

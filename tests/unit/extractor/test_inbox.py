@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import zmq
 
-from common.config import Settings
 from common.messages import Article, Want, decode, encode
 from common.sockets import MeshSockets
 from services.extractor.inbox import WANT_REPEAT_SECONDS, Inbox
@@ -25,18 +24,11 @@ class Clock:
 
 
 @pytest.fixture
-def mesh(tmp_path: Path):
-    sockets = MeshSockets(Settings(data_dir=str(tmp_path)))
-    yield sockets
-    sockets.close()
-
-
-@pytest.fixture
-def ledgers(mesh: MeshSockets, tmp_path: Path) -> dict[str, tuple[zmq.Socket, str]]:
+def ledgers(mesh_sockets: MeshSockets, tmp_path: Path) -> dict[str, tuple[zmq.Socket, str]]:
     found = {}
     for name in ("one", "two"):
         endpoint = f"ipc://{tmp_path}/run/{name}"
-        found[name] = (mesh.bind(zmq.ROUTER, endpoint), endpoint)
+        found[name] = (mesh_sockets.bind(zmq.ROUTER, endpoint), endpoint)
     return found
 
 
@@ -54,8 +46,10 @@ def article(ident: str) -> bytes:
     return encode(Article(ident, "Pub", "text", "one", 7))
 
 
-def connected_inbox(mesh, ledgers, clock: Clock) -> Inbox:
-    inbox = Inbox(mesh, {name: endpoint for name, (_, endpoint) in ledgers.items()}, 8, clock)
+def connected_inbox(mesh_sockets, ledgers, clock: Clock) -> Inbox:
+    inbox = Inbox(
+        mesh_sockets, {name: endpoint for name, (_, endpoint) in ledgers.items()}, 8, clock
+    )
     for _ in range(50):  # IMMEDIATE: an ask goes only once the ledger is connected
         inbox.receive(20)
         if len(inbox._open) == 2:
@@ -63,9 +57,9 @@ def connected_inbox(mesh, ledgers, clock: Clock) -> Inbox:
     return inbox
 
 
-def test_it_asks_each_ledger_once_and_repeats_an_unanswered_ask(mesh, ledgers):
+def test_it_asks_each_ledger_once_and_repeats_an_unanswered_ask(mesh_sockets, ledgers):
     clock = Clock()
-    inbox = connected_inbox(mesh, ledgers, clock)
+    inbox = connected_inbox(mesh_sockets, ledgers, clock)
     one, two = ledgers["one"][0], ledgers["two"][0]
     [(_, first)] = asks(one)
     [(_, other)] = asks(two)
@@ -79,9 +73,9 @@ def test_it_asks_each_ledger_once_and_repeats_an_unanswered_ask(mesh, ledgers):
     assert repeat == first  # the same ask, answered at most once
 
 
-def test_it_takes_a_chunk_and_asks_again_only_then(mesh, ledgers):
+def test_it_takes_a_chunk_and_asks_again_only_then(mesh_sockets, ledgers):
     clock = Clock()
-    inbox = connected_inbox(mesh, ledgers, clock)
+    inbox = connected_inbox(mesh_sockets, ledgers, clock)
     one = ledgers["one"][0]
     [(peer, first)] = asks(one)
     asks(ledgers["two"][0])
@@ -96,10 +90,10 @@ def test_it_takes_a_chunk_and_asks_again_only_then(mesh, ledgers):
     assert asks(ledgers["two"][0], 200) == []  # two owes its chunk still
 
 
-def test_a_full_chunk_is_followed_by_the_next_ask_before_extraction(mesh, ledgers):
+def test_a_full_chunk_is_followed_by_the_next_ask_before_extraction(mesh_sockets, ledgers):
     """A ledger that filled the ask has plenty left: the next chunk travels while this one
     is extracted."""
-    inbox = connected_inbox(mesh, ledgers, Clock())
+    inbox = connected_inbox(mesh_sockets, ledgers, Clock())
     one = ledgers["one"][0]
     [(peer, first)] = asks(one)
     one.send_multipart([peer] + [article(f"a{i}") for i in range(8)])
@@ -108,8 +102,8 @@ def test_a_full_chunk_is_followed_by_the_next_ask_before_extraction(mesh, ledger
     assert following.seq > first.seq
 
 
-def test_bad_frames_and_chunks_larger_than_asked_are_dropped(mesh, ledgers):
-    inbox = connected_inbox(mesh, ledgers, Clock())
+def test_bad_frames_and_chunks_larger_than_asked_are_dropped(mesh_sockets, ledgers):
+    inbox = connected_inbox(mesh_sockets, ledgers, Clock())
     one = ledgers["one"][0]
     [(peer, _)] = asks(one)
     one.send_multipart([peer, b"\x93not an article", article("kept")])
@@ -120,9 +114,9 @@ def test_bad_frames_and_chunks_larger_than_asked_are_dropped(mesh, ledgers):
     assert inbox.receive(2000) == []
 
 
-def test_chunks_waiting_when_it_stops_are_taken_without_asking_again(mesh, ledgers):
+def test_chunks_waiting_when_it_stops_are_taken_without_asking_again(mesh_sockets, ledgers):
     """What a stopping extractor gives back: the chunk it asked for ahead."""
-    inbox = connected_inbox(mesh, ledgers, Clock())
+    inbox = connected_inbox(mesh_sockets, ledgers, Clock())
     one = ledgers["one"][0]
     [(peer, _)] = asks(one)
     one.send_multipart([peer, article("ahead")])

@@ -6,33 +6,24 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 import zmq
 
-from common.config import Settings
 from common.sockets import MeshSockets
 from services.frontend.appends import AppendSignal, listen, take_all
 
 
-@pytest.fixture
-def sockets(tmp_path: Path):
-    mesh = MeshSockets(Settings(data_dir=str(tmp_path)))
-    yield mesh
-    mesh.close()
-
-
-def test_no_ledger_no_block(sockets: MeshSockets, tmp_path: Path):
-    signal = AppendSignal(sockets, f"ipc://{tmp_path}/run/journal-appends")
+def test_no_ledger_no_block(mesh_sockets: MeshSockets, tmp_path: Path):
+    signal = AppendSignal(mesh_sockets, f"ipc://{tmp_path}/run/journal-appends")
     started = time.monotonic()
     for _ in range(1000):
         signal.rows_appended()  # nobody bound: dropped at once (IMMEDIATE, NOBLOCK)
     assert time.monotonic() - started < 1.0
 
 
-def test_signals_wake_the_ledger_and_coalesce(sockets: MeshSockets, tmp_path: Path):
+def test_signals_wake_the_ledger_and_coalesce(mesh_sockets: MeshSockets, tmp_path: Path):
     endpoint = f"ipc://{tmp_path}/run/journal-appends"
-    ledger = listen(sockets, endpoint)
-    signal = AppendSignal(sockets, endpoint)
+    ledger = listen(mesh_sockets, endpoint)
+    signal = AppendSignal(mesh_sockets, endpoint)
     poller = zmq.Poller()
     poller.register(ledger, zmq.POLLIN)
     deadline = time.monotonic() + 5

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import zmq
 
-from common.config import Settings
 from common.messages import Article, Want, decode, encode
 from common.sockets import MeshSockets
 from services.frontend.journal import Entry, Journal, Row
@@ -36,22 +35,15 @@ def ledger(journal: Journal) -> Ledger:
 
 
 @pytest.fixture
-def mesh(tmp_path: Path):
-    sockets = MeshSockets(Settings(data_dir=str(tmp_path)))
-    yield sockets
-    sockets.close()
-
-
-@pytest.fixture
-def dispatch(mesh: MeshSockets, tmp_path: Path) -> tuple[zmq.Socket, str]:
+def dispatch(mesh_sockets: MeshSockets, tmp_path: Path) -> tuple[zmq.Socket, str]:
     endpoint = f"ipc://{tmp_path}/run/dispatch"
-    socket = mesh.bind(zmq.ROUTER, endpoint)
+    socket = mesh_sockets.bind(zmq.ROUTER, endpoint)
     socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
     return socket, endpoint
 
 
-def extractor(mesh: MeshSockets, endpoint: str) -> zmq.Socket:
-    return mesh.connect(zmq.DEALER, endpoint)
+def extractor(mesh_sockets: MeshSockets, endpoint: str) -> zmq.Socket:
+    return mesh_sockets.connect(zmq.DEALER, endpoint)
 
 
 def ask(router: zmq.Socket, dealer: zmq.Socket, wants: Wants, seq: int, room: int = ROOM):
@@ -68,9 +60,9 @@ def chunk(dealer: zmq.Socket, seconds: float = 2.0) -> list[Article]:
     return articles  # type: ignore[return-value]
 
 
-def test_nothing_is_read_or_sent_before_an_extractor_asks(ledger: Ledger, dispatch, mesh):
+def test_nothing_is_read_or_sent_before_an_extractor_asks(ledger: Ledger, dispatch, mesh_sockets):
     router, endpoint = dispatch
-    dealer = extractor(mesh, endpoint)
+    dealer = extractor(mesh_sockets, endpoint)
     reads: list[int | None] = []
     real_fresh = ledger.fresh
     ledger.fresh = lambda limit=None: reads.append(limit) or real_fresh(limit)  # type: ignore[method-assign]
@@ -81,10 +73,10 @@ def test_nothing_is_read_or_sent_before_an_extractor_asks(ledger: Ledger, dispat
 
 
 def test_an_ask_gets_one_chunk_in_journal_order_and_the_rest_waits(
-    ledger: Ledger, journal: Journal, dispatch, mesh
+    ledger: Ledger, journal: Journal, dispatch, mesh_sockets
 ):
     router, endpoint = dispatch
-    dealer = extractor(mesh, endpoint)
+    dealer = extractor(mesh_sockets, endpoint)
     wants = Wants()
     ask(router, dealer, wants, seq=1)
     _answer(router, ledger, wants, [], "local")
@@ -97,9 +89,9 @@ def test_an_ask_gets_one_chunk_in_journal_order_and_the_rest_waits(
     assert journal.backlog().articles == 200  # journaled until acknowledged
 
 
-def test_a_repeated_ask_is_answered_once(ledger: Ledger, dispatch, mesh):
+def test_a_repeated_ask_is_answered_once(ledger: Ledger, dispatch, mesh_sockets):
     router, endpoint = dispatch
-    dealer = extractor(mesh, endpoint)
+    dealer = extractor(mesh_sockets, endpoint)
     wants = Wants()
     ask(router, dealer, wants, seq=1)
     _answer(router, ledger, wants, [], "local")
@@ -109,11 +101,11 @@ def test_a_repeated_ask_is_answered_once(ledger: Ledger, dispatch, mesh):
     assert chunk(dealer, 0.2) == []
 
 
-def test_chunks_shrink_as_the_journal_runs_dry_and_add_up(ledger: Ledger, dispatch, mesh):
+def test_chunks_shrink_as_the_journal_runs_dry_and_add_up(ledger: Ledger, dispatch, mesh_sockets):
     """Two extractors taking turns: a full chunk while plenty is left, then about a quarter
     of what is left each, down to single articles; every article once, in order."""
     router, endpoint = dispatch
-    dealers = [extractor(mesh, endpoint), extractor(mesh, endpoint)]
+    dealers = [extractor(mesh_sockets, endpoint), extractor(mesh_sockets, endpoint)]
     wants = Wants()
     sizes: list[int] = []
     ids: list[str] = []
@@ -134,15 +126,15 @@ def test_chunks_shrink_as_the_journal_runs_dry_and_add_up(ledger: Ledger, dispat
 
 
 def test_an_extractor_gone_before_its_answer_leaves_the_rows_for_the_next(
-    ledger: Ledger, dispatch, mesh
+    ledger: Ledger, dispatch, mesh_sockets
 ):
     router, endpoint = dispatch
-    leaving = extractor(mesh, endpoint)
+    leaving = extractor(mesh_sockets, endpoint)
     wants = Wants()
     ask(router, leaving, wants, seq=1)
     leaving.close(linger=0)
     time.sleep(0.2)  # the ROUTER notices the disconnection
-    staying = extractor(mesh, endpoint)
+    staying = extractor(mesh_sockets, endpoint)
     _answer(router, ledger, wants, [], "local")
     assert ledger.in_flight == {}  # nothing recorded as sent
     assert not wants  # the gone extractor's ask is forgotten
@@ -151,9 +143,11 @@ def test_an_extractor_gone_before_its_answer_leaves_the_rows_for_the_next(
     assert [a.id for a in chunk(staying)][:2] == ["id0", "id1"]
 
 
-def test_late_rows_go_first_and_wait_for_an_ask(ledger: Ledger, journal: Journal, dispatch, mesh):
+def test_late_rows_go_first_and_wait_for_an_ask(
+    ledger: Ledger, journal: Journal, dispatch, mesh_sockets
+):
     router, endpoint = dispatch
-    dealer = extractor(mesh, endpoint)
+    dealer = extractor(mesh_sockets, endpoint)
     wants = Wants()
     ask(router, dealer, wants, seq=1, room=3)
     _answer(router, ledger, wants, [], "local")
